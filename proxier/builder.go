@@ -226,12 +226,15 @@ func (b *Builder) store(sp *ServicePort) {
 }
 
 // mergeEndpoints collects a port's endpoints from all slices of its service. An address
-// listed twice (e.g. while an endpoint moves between slices) counts once, preferring a
-// ready copy, as kube-proxy does.
+// listed twice (e.g. while a pod IP is reused, or an endpoint moves between slices)
+// counts once: the ready copy wins, then a non-terminating one, then the one in the
+// slice whose name sorts first, so the result never depends on map order.
 func mergeEndpoints(sp *ServicePort, slicesOf map[sliceKey]*parsedSlice) []Endpoint {
+	keys := slices.SortedFunc(maps.Keys(slicesOf), func(a, b sliceKey) int { return cmpString(a.name, b.name) })
 	var out []Endpoint
 	var index map[netip.AddrPort]int
-	for _, s := range slicesOf {
+	for _, key := range keys {
+		s := slicesOf[key]
 		for _, p := range s.ports {
 			if p.name != sp.Name.Port || p.protocol != sp.Name.Protocol {
 				continue
@@ -243,7 +246,7 @@ func mergeEndpoints(sp *ServicePort, slicesOf map[sliceKey]*parsedSlice) []Endpo
 				ep.Port = p.port
 				k := ep.AddrPort()
 				if i, dup := index[k]; dup {
-					if ep.Ready && !out[i].Ready {
+					if preferEndpoint(&ep, &out[i]) {
 						out[i] = ep
 					}
 					continue
@@ -255,6 +258,14 @@ func mergeEndpoints(sp *ServicePort, slicesOf map[sliceKey]*parsedSlice) []Endpo
 	}
 	slices.SortFunc(out, func(a, b Endpoint) int { return compareEndpoints(&a, &b) })
 	return out
+}
+
+// preferEndpoint reports whether a later duplicate should replace the one kept so far.
+func preferEndpoint(later, kept *Endpoint) bool {
+	if later.Ready != kept.Ready {
+		return later.Ready
+	}
+	return kept.Terminating && !later.Terminating
 }
 
 // Snapshot publishes the current model and returns it with the changes since the

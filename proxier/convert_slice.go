@@ -128,13 +128,10 @@ func sliceFromAPI(s *discovery.EndpointSlice, nodeName string) (*parsedSlice, er
 }
 
 func endpointFromAPI(ep *discovery.Endpoint, ip netip.Addr, nodeName string) Endpoint {
-	// The API's nil conditions mean "unknown", which consumers must read as ready
-	// (and serving as whatever ready is); terminating defaults to false.
+	// The API's nil conditions mean "unknown", which consumers must read as ready and
+	// serving; terminating defaults to false.
 	ready := ep.Conditions.Ready == nil || *ep.Conditions.Ready
-	serving := ready
-	if ep.Conditions.Serving != nil {
-		serving = *ep.Conditions.Serving
-	}
+	serving := ep.Conditions.Serving == nil || *ep.Conditions.Serving
 	terminating := ep.Conditions.Terminating != nil && *ep.Conditions.Terminating
 	out := Endpoint{
 		Addr:        ip,

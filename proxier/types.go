@@ -168,7 +168,18 @@ type ServicePort struct {
 // ExternallyAccessible reports whether any traffic from outside the cluster network can
 // reach this port (node port, external IP or load balancer IP).
 func (sp *ServicePort) ExternallyAccessible() bool {
-	return sp.NodePort != 0 || len(sp.ExternalIPs) > 0 || len(sp.LoadBalancerIngress) > 0
+	return sp.NodePort != 0 || len(sp.ExternalIPs) > 0 || sp.HasVIPIngress()
+}
+
+// HasVIPIngress reports whether some load balancer IP is delivered to the node with
+// its destination intact; only those are programmed.
+func (sp *ServicePort) HasVIPIngress() bool {
+	for _, ing := range sp.LoadBalancerIngress {
+		if ing.Mode == IPModeVIP {
+			return true
+		}
+	}
+	return false
 }
 
 // ExternalPolicyLocal reports whether external traffic is restricted to local endpoints;
@@ -184,7 +195,7 @@ func (sp *ServicePort) InternalPolicyLocal() bool { return sp.InternalPolicy == 
 // UsesClusterEndpoints reports whether some traffic to this port may go to endpoints on
 // any node.
 func (sp *ServicePort) UsesClusterEndpoints() bool {
-	return !sp.InternalPolicyLocal() || (sp.ExternallyAccessible() && !sp.ExternalPolicyLocal())
+	return !sp.InternalPolicyLocal() || sp.ExternallyAccessible()
 }
 
 // UsesLocalEndpoints reports whether some traffic to this port is restricted to endpoints
@@ -211,8 +222,8 @@ type Endpoint struct {
 	Addr netip.Addr
 	Port uint16
 
-	// Ready, Serving and Terminating are the EndpointSlice conditions; a nil Ready in
-	// the API counts as ready, a nil Serving counts as Ready's value.
+	// Ready, Serving and Terminating are the EndpointSlice conditions; a nil Ready or
+	// Serving in the API counts as true, a nil Terminating as false.
 	Ready       bool
 	Serving     bool
 	Terminating bool
