@@ -1,0 +1,52 @@
+# kproxy — see README.md. Every target works on a fresh Debian 12 machine as root.
+SHELL := /bin/bash
+GO ?= go
+CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kproxy
+export KPROXY_CACHE := $(CACHE)
+GOTEST_FLAGS ?=
+
+.PHONY: all build test unit vet deps envtest-assets vm-assets demo bench fmt clean
+
+all: build
+
+build:
+	$(GO) build ./...
+	CGO_ENABLED=0 $(GO) build -o bin/kproxy ./cmd/kproxy
+
+deps:
+	@bash hack/install-deps.sh
+
+# Builds kube-apiserver, etcd and upstream kube-proxy from Go modules into $(CACHE),
+# once; later runs reuse them.
+envtest-assets: deps
+	@bash hack/envtest-assets.sh all >/dev/null
+
+vm-assets: deps
+	@bash hack/vm-assets.sh >/dev/null
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+
+# The whole suite: unit tests with -race, the real-apiserver (envtest), network
+# namespace (real iptables) and VM (real IPVS kernel) tiers. Run as root.
+test: deps envtest-assets vm-assets vet
+	KUBEBUILDER_ASSETS=$$(bash hack/envtest-assets.sh envtest) \
+		$(GO) test -race -timeout 25m $(GOTEST_FLAGS) ./...
+
+# Unit tests only: no root, no apiserver, no VM.
+unit:
+	$(GO) test -short ./...
+
+demo: deps build
+	@bash hack/demo.sh
+
+bench: deps envtest-assets
+	KUBEBUILDER_ASSETS=$$(bash hack/envtest-assets.sh envtest) \
+		$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./iptables/... ./proxier/...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf bin
