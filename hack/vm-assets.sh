@@ -106,8 +106,14 @@ if ! ls "$dir/deb/${pkg}"_*.deb >/dev/null 2>&1; then
   dl=$(mktemp -d)
   chmod 0777 "$dl"
   if ! (cd "$dl" && apt-get download -qq "$pkg" >&2); then
+    # Stale package lists can name a kernel the archive no longer serves: refresh them and
+    # start over, which also re-resolves the kernel package.
+    rm -rf "$dl"
+    rmdir "$dir/deb" "$dir" 2>/dev/null || true
+    [ -z "${KPROXY_VM_ASSETS_RETRY:-}" ] || die "cannot download $pkg"
     apt_update
-    (cd "$dl" && apt-get download -qq "$pkg" >&2)
+    log "retrying with fresh package lists"
+    KPROXY_VM_ASSETS_RETRY=1 exec bash "$0" "$@"
   fi
   mv "$dl"/*.deb "$dir/deb/"
   rmdir "$dl"
@@ -116,6 +122,10 @@ deb=$(ls "$dir/deb/${pkg}"_*.deb | head -n1)
 
 rm -rf "$dir/pkg" "$dir/rootfs"
 dpkg -x "$deb" "$dir/pkg"
+# Newer (merged-/usr) kernel packages ship their modules under /usr/lib/modules.
+if [ ! -d "$dir/pkg/lib/modules" ] && [ -d "$dir/pkg/usr/lib/modules" ]; then
+  mkdir -p "$dir/pkg/lib" && ln -s ../usr/lib/modules "$dir/pkg/lib/modules"
+fi
 kver=$(ls "$dir/pkg/lib/modules" | head -n1)
 [ -n "$kver" ] || die "no module tree in $deb"
 cp "$dir/pkg/boot/vmlinuz-$kver" "$dir/vmlinuz.tmp" && mv "$dir/vmlinuz.tmp" "$dir/vmlinuz"
