@@ -1,0 +1,153 @@
+package iptables
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/kproxy/kproxy/proxier"
+	"github.com/kproxy/kproxy/proxier/conntrack"
+	"github.com/kproxy/kproxy/proxier/metrics"
+)
+
+// Options configures an iptables Proxier for one IP family.
+type Options struct {
+	// Family is the rule space this proxier owns; run one Proxier per family
+	// (proxier.Multi combines them).
+	Family Family
+	// Kernel runs iptables-save/-restore: an *ExecKernel, or a *Fake in tests.
+	Kernel Kernel
+	// Render shapes the rules; its Family must equal Family (zero means Family).
+	Render RenderOptions
+	// IPSets manages the ipsets the rendered rules match against. It may be nil
+	// only if the renderer never produces sets; a sync that needs one fails.
+	IPSets IPSetKernel
+	// Conntrack deletes stale UDP/SCTP flows after each sync; nil disables that
+	// (tests, or nodes where another component does it).
+	Conntrack conntrack.Cleaner
+	// Metrics may be nil.
+	Metrics *metrics.Metrics
+	// Logger receives one V(2) line per sync and the reasons for full rewrites.
+	Logger logr.Logger
+}
+
+// rulesetRenderer is what the proxier needs from the renderer: the complete desired
+// ruleset for a state, cheaply when only some services changed.
+type rulesetRenderer interface {
+	Render(state *proxier.State, changes proxier.ChangeSet) *Ruleset
+}
+
+// Proxier programs one family's iptables rules (and ipsets, and conntrack cleanup)
+// to match a proxier.State. It implements proxier.Proxier.
+//
+// A full sync reads the kernel back (iptables-save of nat, filter and mangle, parsed
+// for the owned chains only) and writes exactly the owned chains that differ, deletes
+// the owned chains nobody wants any more (including those of a kube-proxy that ran
+// before), and repairs missing bootstrap jumps: when nothing differs it writes nothing,
+// which makes the periodic resync cheap and is how an external flush gets repaired. A
+// partial sync diffs the new ruleset against the last one applied and writes only the
+// changed chains. Either way everything goes to the kernel in one iptables-restore
+// call.
+type Proxier struct {
+	mu        sync.Mutex // serialises Sync and Cleanup
+	family    Family
+	kernel    Kernel
+	renderer  rulesetRenderer
+	ipsets    IPSetKernel
+	conntrack conntrack.Cleaner
+	metrics   *metrics.Metrics
+	log       logr.Logger
+
+	// applied is the ruleset the kernel is known to hold, nil when unknown (before
+	// the first sync, after a failure, after Cleanup): then the next sync is full.
+	applied *Ruleset
+	// syncedState is the State of the last successful sync; unlike applied it
+	// survives failures, so services deleted meanwhile still get their conntrack
+	// entries cleaned.
+	syncedState *proxier.State
+	// appliedSets is the owned ipsets' content, nil when unknown.
+	appliedSets map[string]*IPSet
+	// noLocal caches, per service port, which policies lack local endpoints.
+	noLocal map[proxier.ServicePortName]noLocalEndpoints
+	// canaryWritten records that the canary was in place after a sync, so its
+	// absence means somebody flushed our tables.
+	canaryWritten bool
+	last          SyncStats
+}
+
+var _ proxier.Proxier = (*Proxier)(nil)
+
+// SyncStats describes the last Sync, for logs, tests and benchmarks.
+type SyncStats struct {
+	// Full is true for a sync that read the kernel back.
+	Full bool
+	// Restores counts iptables-restore calls (0 or 1).
+	Restores int
+	// PayloadBytes is the size of the restore payload.
+	PayloadBytes int
+	// ChainsWritten and ChainsDeleted count chains rewritten and removed.
+	ChainsWritten, ChainsDeleted int
+	// JumpsAdded and JumpsRemoved count bootstrap jumps repaired.
+	JumpsAdded, JumpsRemoved int
+	// SavedLines is how many iptables-save lines a full sync parsed.
+	SavedLines int
+	// ConntrackCleared counts deleted conntrack entries.
+	ConntrackCleared int
+	// Render, Read (iptables-save and parse), IPSets (list and update), Restore,
+	// Conntrack and Total break down where the time went.
+	Render, Read, IPSets, Restore, Conntrack, Total time.Duration
+}
+
+// New validates opts and returns a Proxier. Nothing is read or written until the
+// first Sync.
+func New(ctx context.Context, opts Options) (*Proxier, error) {
+	if opts.Render.Family != opts.Family {
+		if opts.Render.Family != IPv4 {
+			return nil, fmt.Errorf("iptables: render family %v differs from proxier family %v", opts.Render.Family, opts.Family)
+		}
+		opts.Render.Family = opts.Family
+	}
+	if err := opts.Render.Validate(); err != nil {
+		return nil, fmt.Errorf("iptables: invalid render options: %w", err)
+	}
+	return newProxier(opts, NewRenderer(opts.Render))
+}
+
+// newProxier builds a Proxier around any renderer (tests use hand-made rulesets).
+func newProxier(opts Options, r rulesetRenderer) (*Proxier, error) {
+	if !opts.Family.valid() {
+		return nil, fmt.Errorf("iptables: invalid family %v", opts.Family)
+	}
+	if opts.Kernel == nil {
+		return nil, errors.New("iptables: Options.Kernel is required")
+	}
+	return &Proxier{
+		family:    opts.Family,
+		kernel:    opts.Kernel,
+		renderer:  r,
+		ipsets:    opts.IPSets,
+		conntrack: opts.Conntrack,
+		metrics:   opts.Metrics,
+		log:       opts.Logger.WithValues("family", opts.Family),
+		noLocal:   map[proxier.ServicePortName]noLocalEndpoints{},
+	}, nil
+}
+
+// LastSync returns statistics of the most recent Sync.
+func (p *Proxier) LastSync() SyncStats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.last
+}
+
+// modelFamily converts the iptables family to the model's.
+func (p *Proxier) modelFamily() proxier.IPFamily {
+	if p.family == IPv6 {
+		return proxier.IPv6
+	}
+	return proxier.IPv4
+}
