@@ -19,6 +19,11 @@ type BuilderOptions struct {
 	// Service outside it is rejected. The zero value accepts 1-65535, so clusters with a
 	// custom --service-node-port-range work unchanged.
 	NodePortRange PortRange
+	// PrimaryNodeIP, when valid, is the node's primary address of its family, listed
+	// first in State.Node.Addresses whatever the Node object says: kube-proxy's
+	// --bind-address, for nodes whose Node object lists another address first (or
+	// none yet).
+	PrimaryNodeIP netip.Addr
 }
 
 // Builder turns Services, EndpointSlices and the Node into State snapshots. Each update
@@ -53,9 +58,13 @@ func NewBuilder(opts BuilderOptions) *Builder {
 	if opts.NodePortRange == (PortRange{}) {
 		opts.NodePortRange = PortRange{Min: 1, Max: 65535}
 	}
+	node := Node{Name: opts.NodeName}
+	if opts.PrimaryNodeIP.IsValid() {
+		node.Addresses = []netip.Addr{opts.PrimaryNodeIP}
+	}
 	return &Builder{
 		opts:         opts,
-		node:         Node{Name: opts.NodeName},
+		node:         node,
 		services:     map[ServiceName][]*ServicePort{},
 		slices:       map[sliceKey]*parsedSlice{},
 		slicesBySvc:  map[ServiceName]map[sliceKey]*parsedSlice{},
@@ -171,6 +180,9 @@ func (b *Builder) SetNode(n *v1.Node) error {
 		return nil
 	}
 	node, err := nodeFromAPI(n)
+	if ip := b.opts.PrimaryNodeIP; ip.IsValid() {
+		node.Addresses = append([]netip.Addr{ip}, slices.DeleteFunc(node.Addresses, func(a netip.Addr) bool { return a == ip })...)
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if !b.node.Equal(&node) {
