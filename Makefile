@@ -38,7 +38,7 @@ test: deps envtest-assets vm-assets vet
 unit:
 	$(GO) test -short ./...
 
-demo: deps build
+demo: deps
 	@bash hack/demo.sh
 
 bench: deps envtest-assets

@@ -197,7 +197,7 @@ func (f *Fake) begin(op string, family Family, payload []byte) error {
 		f.stats.Calls = map[string]int{}
 	}
 	f.stats.Calls[op]++
-	if !family.valid() {
+	if !validFamily(family) {
 		f.mu.Unlock()
 		return fmt.Errorf("iptables: invalid family %v", family)
 	}

@@ -428,15 +428,15 @@ func TestFakeConcurrentUse(t *testing.T) {
 			chain := fmt.Sprintf("W%d", w)
 			for i := 0; i < rounds; i++ {
 				payload := fmt.Sprintf("*nat\n:%s - [0:0]\n-A %s -m comment --comment round%d -j RETURN\nCOMMIT\n", chain, chain, i)
-				if err := f.Restore(ctx, Family(w%2), []byte(payload), RestoreOptions{}); err != nil {
+				if err := f.Restore(ctx, []Family{IPv4, IPv6}[w%2], []byte(payload), RestoreOptions{}); err != nil {
 					t.Error(err)
 					return
 				}
-				if _, err := f.Save(ctx, Family(w%2), TableNAT); err != nil {
+				if _, err := f.Save(ctx, []Family{IPv4, IPv6}[w%2], TableNAT); err != nil {
 					t.Error(err)
 					return
 				}
-				if _, err := f.EnsureJump(ctx, Family(w%2), Jump{Table: TableNAT, From: ChainPrerouting, To: Chain(chain)}); err != nil {
+				if _, err := f.EnsureJump(ctx, []Family{IPv4, IPv6}[w%2], Jump{Table: TableNAT, From: ChainPrerouting, To: Chain(chain)}); err != nil {
 					t.Error(err)
 					return
 				}
@@ -450,7 +450,7 @@ func TestFakeConcurrentUse(t *testing.T) {
 		t.Errorf("RestoreCalls = %d", s.RestoreCalls)
 	}
 	for w := 0; w < workers; w++ {
-		rules, _ := f.Rules(Family(w%2), TableNAT, Chain(fmt.Sprintf("W%d", w)))
+		rules, _ := f.Rules([]Family{IPv4, IPv6}[w%2], TableNAT, Chain(fmt.Sprintf("W%d", w)))
 		if len(rules) != 1 || rules[0] != fmt.Sprintf("-m comment --comment round%d -j RETURN", rounds-1) {
 			t.Errorf("worker %d: %q", w, rules)
 		}

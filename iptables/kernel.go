@@ -4,33 +4,25 @@ import (
 	"context"
 	"fmt"
 	"strings"
+
+	"github.com/kproxy/kproxy/proxier"
 )
 
-// Family selects the IPv4 (iptables) or IPv6 (ip6tables) rule space; the two
-// are entirely separate in the kernel, so every Kernel call names one.
-type Family int
+// Family selects the IPv4 (iptables) or IPv6 (ip6tables) rule space; the two are
+// entirely separate in the kernel, so every Kernel call names one. It is the model's
+// family type, so states and rulesets need no conversion.
+type Family = proxier.IPFamily
 
+// The two families, as the model names them.
 const (
 	// IPv4 drives iptables, iptables-save and iptables-restore.
-	IPv4 Family = iota
+	IPv4 = proxier.IPv4
 	// IPv6 drives ip6tables, ip6tables-save and ip6tables-restore.
-	IPv6
+	IPv6 = proxier.IPv6
 )
 
-// String returns "IPv4" or "IPv6" so log lines and errors name the family.
-func (f Family) String() string {
-	switch f {
-	case IPv4:
-		return "IPv4"
-	case IPv6:
-		return "IPv6"
-	default:
-		return fmt.Sprintf("Family(%d)", int(f))
-	}
-}
-
-// valid reports whether f is one of the two families the kernel knows.
-func (f Family) valid() bool { return f == IPv4 || f == IPv6 }
+// validFamily reports whether f is one of the two families the kernel knows.
+func validFamily(f Family) bool { return f == IPv4 || f == IPv6 }
 
 // Table names an iptables table. Only the tables kube-proxy programs have
 // constants; the Fake and Exec accept raw and security as well.

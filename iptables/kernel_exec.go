@@ -53,7 +53,7 @@ type ExecKernel struct {
 	wait      int // seconds; <0 forever
 	lockFile  string
 	run       *cmdRunner
-	families  [2]*familyTools
+	families  map[Family]*familyTools
 }
 
 var _ Kernel = &ExecKernel{}
@@ -99,6 +99,7 @@ func NewExecKernel(ctx context.Context, opts ExecOptions) (*ExecKernel, error) {
 	if k.lockFile == "" {
 		k.lockFile = DefaultLockFile
 	}
+	k.families = make(map[Family]*familyTools, 2)
 	for _, f := range []Family{IPv4, IPv6} {
 		t := &familyTools{family: f}
 		for _, b := range []struct {
@@ -131,7 +132,7 @@ func (t *familyTools) usable() error {
 
 // tools returns the usable binaries for family.
 func (k *ExecKernel) tools(family Family) (*familyTools, error) {
-	if !family.valid() {
+	if !validFamily(family) {
 		return nil, fmt.Errorf("iptables: invalid family %v", family)
 	}
 	t := k.families[family]

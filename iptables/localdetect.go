@@ -78,18 +78,9 @@ func (d LocalDetector) resolve(f Family, node *proxier.Node) localMatch {
 // firstPrefixOf returns the first prefix of family f, masked to its length.
 func firstPrefixOf(ps []netip.Prefix, f Family) (netip.Prefix, bool) {
 	for _, p := range ps {
-		if p.IsValid() && familyOfAddr(p.Addr()) == f {
+		if p.IsValid() && proxier.FamilyOf(p.Addr()) == f {
 			return p.Masked(), true
 		}
 	}
 	return netip.Prefix{}, false
-}
-
-// familyOfAddr maps an address to the rule space it belongs to; IPv4-mapped IPv6
-// addresses are IPv6, as the kernel treats them.
-func familyOfAddr(a netip.Addr) Family {
-	if a.Is4() {
-		return IPv4
-	}
-	return IPv6
 }

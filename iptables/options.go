@@ -44,6 +44,7 @@ type LocalDetector struct {
 // RenderOptions are the node-wide settings that shape the rendered rules; everything
 // else comes from the proxier.State. They are fixed for the life of a Renderer.
 type RenderOptions struct {
+	// Family is the rule space rendered; the zero value means IPv4.
 	Family Family
 	// MasqueradeBit is the packet-mark bit (0..31) that flags connections for SNAT;
 	// zero means DefaultMasqueradeBit, so bit 0 itself cannot be chosen.
@@ -89,6 +90,9 @@ const (
 // so callers should validate once when they build the options.
 func (o RenderOptions) Validate() error {
 	var errs []error
+	if o.Family == 0 {
+		o.Family = IPv4
+	}
 	if o.Family != IPv4 && o.Family != IPv6 {
 		errs = append(errs, fmt.Errorf("unknown family %v", o.Family))
 	}
@@ -107,6 +111,9 @@ func (o RenderOptions) Validate() error {
 // normalized fills in defaults and neutralises invalid values, so rendering never
 // has to check them again.
 func (o RenderOptions) normalized() RenderOptions {
+	if o.Family == 0 {
+		o.Family = IPv4
+	}
 	if o.MasqueradeBit <= 0 || o.MasqueradeBit > 31 {
 		o.MasqueradeBit = DefaultMasqueradeBit
 	}

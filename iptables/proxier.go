@@ -106,7 +106,7 @@ type SyncStats struct {
 // first Sync.
 func New(ctx context.Context, opts Options) (*Proxier, error) {
 	if opts.Render.Family != opts.Family {
-		if opts.Render.Family != IPv4 {
+		if opts.Render.Family != 0 {
 			return nil, fmt.Errorf("iptables: render family %v differs from proxier family %v", opts.Render.Family, opts.Family)
 		}
 		opts.Render.Family = opts.Family
@@ -119,7 +119,7 @@ func New(ctx context.Context, opts Options) (*Proxier, error) {
 
 // newProxier builds a Proxier around any renderer (tests use hand-made rulesets).
 func newProxier(opts Options, r rulesetRenderer) (*Proxier, error) {
-	if !opts.Family.valid() {
+	if !validFamily(opts.Family) {
 		return nil, fmt.Errorf("iptables: invalid family %v", opts.Family)
 	}
 	if opts.Kernel == nil {
@@ -142,12 +142,4 @@ func (p *Proxier) LastSync() SyncStats {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.last
-}
-
-// modelFamily converts the iptables family to the model's.
-func (p *Proxier) modelFamily() proxier.IPFamily {
-	if p.family == IPv6 {
-		return proxier.IPv6
-	}
-	return proxier.IPv4
 }

@@ -61,7 +61,7 @@ func FuzzRender(f *testing.F) {
 func destinations(sp *proxier.ServicePort, family Family, node proxier.Node) []netip.AddrPort {
 	var out []netip.AddrPort
 	add := func(a netip.Addr, port uint16) {
-		if familyOfAddr(a) == family && port != 0 {
+		if proxier.FamilyOf(a) == family && port != 0 {
 			out = append(out, netip.AddrPortFrom(a, port))
 		}
 	}

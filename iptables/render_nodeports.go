@@ -3,6 +3,8 @@ package iptables
 import (
 	"net/netip"
 	"slices"
+
+	"github.com/kproxy/kproxy/proxier"
 )
 
 // nodePortJumps are the last rules of nat KUBE-SERVICES, sending traffic for the
@@ -50,7 +52,7 @@ type nodePortAddresses struct {
 func (env *renderEnv) nodePortAddrs() nodePortAddresses {
 	var cidrs []netip.Prefix
 	for _, p := range env.opts.NodePortAddresses {
-		if p.IsValid() && familyOfAddr(p.Addr()) == env.family {
+		if p.IsValid() && proxier.FamilyOf(p.Addr()) == env.family {
 			cidrs = append(cidrs, p.Masked())
 		}
 	}

@@ -117,7 +117,7 @@ func (env *renderEnv) plan(sp *proxier.ServicePort, ip netip.Addr) *servicePlan 
 // renders to an empty fragment, as kube-proxy ignores it in that family.
 func (env *renderEnv) renderService(sp *proxier.ServicePort) *serviceFragment {
 	f := &serviceFragment{sp: sp}
-	view, ip, ok := familyView(sp, env.pfamily)
+	view, ip, ok := familyView(sp, env.family)
 	if !ok {
 		return f
 	}

@@ -18,7 +18,7 @@ func (p *Proxier) cleanConntrack(ctx context.Context, state, prev *proxier.State
 	if p.conntrack == nil {
 		return 0
 	}
-	fam := p.modelFamily()
+	fam := p.family
 	targets := conntrackTargets(state, prev, changes, full, fam)
 	if len(targets) == 0 {
 		return 0

@@ -267,6 +267,17 @@ const (
 	IPv6 IPFamily = 6
 )
 
+// String returns "IPv4" or "IPv6", for logs and errors.
+func (f IPFamily) String() string {
+	switch f {
+	case IPv4:
+		return "IPv4"
+	case IPv6:
+		return "IPv6"
+	}
+	return fmt.Sprintf("IPFamily(%d)", uint8(f))
+}
+
 // FamilyOf returns the family of an address, treating IPv4-mapped IPv6 addresses as IPv6
 // as the kernel does.
 func FamilyOf(a netip.Addr) IPFamily {

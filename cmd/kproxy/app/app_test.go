@@ -40,8 +40,10 @@ func TestIPTablesRenderOptions(t *testing.T) {
 	}{
 		{"cluster CIDR v4", iptables.IPv4, func(o *config.Options) { o.Config.ClusterCIDR = "10.244.0.0/16,fd00::/48" },
 			iptables.LocalDetector{Mode: iptables.LocalModeClusterCIDR, CIDRs: []netip.Prefix{pfx("10.244.0.0/16"), pfx("fd00::/48")}}, nil},
-		{"cluster CIDR of the other family only", iptables.IPv6, func(o *config.Options) { o.Config.ClusterCIDR = "10.244.0.0/16" },
-			iptables.LocalDetector{}, nil},
+		// Each family's renderer uses the CIDR of its own family and detects nothing
+		// when there is none.
+		{"cluster CIDR of one family", iptables.IPv4, func(o *config.Options) { o.Config.ClusterCIDR = "10.244.0.0/16" },
+			iptables.LocalDetector{Mode: iptables.LocalModeClusterCIDR, CIDRs: []netip.Prefix{pfx("10.244.0.0/16")}}, nil},
 		{"no cluster CIDR", iptables.IPv4, func(o *config.Options) {}, iptables.LocalDetector{}, nil},
 		{"node CIDR", iptables.IPv4, func(o *config.Options) { o.Config.DetectLocalMode = config.LocalModeNodeCIDR },
 			iptables.LocalDetector{Mode: iptables.LocalModeNodeCIDR}, nil},
@@ -71,10 +73,8 @@ func TestIPTablesRenderOptions(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := base(tc.mut)
-			ro := iptablesRenderOptions(o.Config, tc.family, logr.Discard())
-			if ro.Family != tc.family {
-				t.Errorf("family %v", ro.Family)
-			}
+			ro := iptablesRenderOptions(o.Config, logr.Discard())
+			ro.Family = tc.family
 			if !reflect.DeepEqual(ro.LocalDetector, tc.want) {
 				t.Errorf("local detector %+v, want %+v", ro.LocalDetector, tc.want)
 			}
