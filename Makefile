@@ -31,8 +31,10 @@ vet:
 # The whole suite: unit tests with -race, the real-apiserver (envtest), network
 # namespace (real iptables) and VM (real IPVS kernel) tiers. Run as root.
 test: deps envtest-assets vm-assets vet
-	KUBEBUILDER_ASSETS=$$(bash hack/envtest-assets.sh envtest) \
-		$(GO) test -race -timeout 25m $(GOTEST_FLAGS) ./...
+	@assets=$$(bash hack/envtest-assets.sh envtest); \
+	echo "test: envtest binaries: $$($$assets/kube-apiserver --version), etcd $$($$assets/etcd --version | head -1)"; \
+	set -o pipefail; KUBEBUILDER_ASSETS=$$assets \
+		$(GO) test -race -json -timeout 25m $(GOTEST_FLAGS) ./... | $(GO) run ./hack/testreport
 
 # Unit tests only: no root, no apiserver, no VM.
 unit:
