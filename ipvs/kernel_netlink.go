@@ -1,0 +1,760 @@
+package ipvs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+
+	libipvs "github.com/moby/ipvs"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/kproxy/kproxy/proxier"
+)
+
+var _ Kernel = &Netlink{}
+
+// Netlink is the kernel implementation of Kernel. Everything goes through netlink
+// sockets opened inside one network namespace: IPVS through github.com/moby/ipvs,
+// the dummy device, its addresses and the creation, listing and destruction of ipsets
+// through github.com/vishvananda/netlink (v1.3 knows every set type IPVS mode uses, so
+// no ipset binary is executed; members are added by kernel_ipset.go's encoder). Sysctls
+// are written from a thread switched into the namespace.
+//
+// Calls are serialised: moby/ipvs handles are not safe for concurrent use, and the
+// proxier issues them one at a time anyway.
+type Netlink struct {
+	mu     sync.Mutex
+	ipvs   *libipvs.Handle
+	nl     *netlink.Handle
+	adt    *ipsetADT
+	ns     netns.NsHandle // netns.None() for the caller's namespace
+	closed bool
+}
+
+// NetlinkOptions configures NewNetlink.
+type NetlinkOptions struct {
+	// Netns, when set, programs that network namespace: a name as created by "ip
+	// netns add" (resolved under /var/run/netns) or an absolute path such as
+	// /proc/PID/ns/net. Empty means the caller's namespace.
+	Netns string
+}
+
+// NewNetlink opens the netlink sockets, inside opts.Netns when set, and checks that
+// the kernel has IPVS (moby/ipvs loads the ip_vs module on first use). Close it when
+// done.
+func NewNetlink(opts NetlinkOptions) (*Netlink, error) {
+	path := opts.Netns
+	if path != "" && !filepath.IsAbs(path) {
+		path = filepath.Join("/var/run/netns", path)
+	}
+	n := &Netlink{ns: netns.None()}
+	var err error
+	if path != "" {
+		if n.ns, err = netns.GetFromPath(path); err != nil {
+			return nil, fmt.Errorf("ipvs: open network namespace %s: %w", path, err)
+		}
+		n.nl, err = netlink.NewHandleAt(n.ns, unix.NETLINK_ROUTE, unix.NETLINK_NETFILTER)
+	} else {
+		n.nl, err = netlink.NewHandle(unix.NETLINK_ROUTE, unix.NETLINK_NETFILTER)
+	}
+	if err == nil {
+		n.adt, err = newIPSetADT(n.ns)
+	}
+	if err != nil {
+		n.Close()
+		return nil, fmt.Errorf("ipvs: open netlink sockets: %w", err)
+	}
+	if n.ipvs, err = libipvs.New(path); err != nil {
+		n.Close()
+		return nil, fmt.Errorf("ipvs: open IPVS netlink socket: %w", err)
+	}
+	// moby/ipvs returns a handle even when the kernel lacks IPVS; the first request
+	// tells.
+	if _, err := n.ipvs.GetServices(); err != nil {
+		n.Close()
+		return nil, fmt.Errorf("ipvs: kernel has no IPVS support (modprobe ip_vs): %w", err)
+	}
+	return n, nil
+}
+
+// Close releases the sockets. The Netlink must not be used afterwards.
+func (n *Netlink) Close() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return nil
+	}
+	n.closed = true
+	if n.ipvs != nil {
+		n.ipvs.Close()
+	}
+	if n.nl != nil {
+		n.nl.Close()
+	}
+	if n.adt != nil {
+		n.adt.close()
+	}
+	if n.ns.IsOpen() {
+		return n.ns.Close()
+	}
+	return nil
+}
+
+// lock serialises calls and refuses them after Close: a closed vishvananda handle
+// silently falls back to the calling thread's namespace, which must never happen.
+func (n *Netlink) lock(op, object string) error {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return &KernelError{Op: op, Object: object, Errno: syscall.EBADF, Err: errors.New("handle closed")}
+	}
+	return nil
+}
+
+// wrap turns a library error into a *KernelError.
+func wrap(op, object string, err error) error {
+	if err == nil {
+		return nil
+	}
+	ke := &KernelError{Op: op, Object: object, Err: err}
+	var errno syscall.Errno
+	var ipsetErr nl.IPSetError
+	switch {
+	case errors.As(err, &ipsetErr):
+		ke.Errno = ipsetErrno(op, int(ipsetErr))
+	case errors.As(err, &errno) && errno >= nl.IPSET_ERR_PRIVATE:
+		ke.Errno = ipsetErrno(op, int(errno))
+	case errors.As(err, &errno):
+		ke.Errno = errno
+	case errors.As(err, new(netlink.LinkNotFoundError)):
+		ke.Errno = syscall.ENODEV
+	}
+	return ke
+}
+
+// ipsetErrno maps ipset's private error codes to the errno they stand for.
+func ipsetErrno(op string, code int) syscall.Errno {
+	switch code {
+	case nl.IPSET_ERR_EXIST:
+		// "Element exists" when adding, "element not added" when deleting.
+		if op == OpDeleteEntry {
+			return syscall.ENOENT
+		}
+		return syscall.EEXIST
+	case nl.IPSET_ERR_EXIST_SETNAME2:
+		return syscall.EEXIST
+	case nl.IPSET_ERR_BUSY, nl.IPSET_ERR_REFERENCED:
+		return syscall.EBUSY
+	case nl.IPSET_ERR_FIND_TYPE:
+		return syscall.ENOENT
+	}
+	return syscall.EINVAL
+}
+
+// safe runs an ipset call of vishvananda/netlink, which panics on a non-errno socket
+// error (it type-asserts every error to syscall.Errno), and returns that as an error.
+func safe(fn func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("netlink ipset request failed: %v", r)
+		}
+	}()
+	return fn()
+}
+
+// VirtualServers implements Kernel.
+func (n *Netlink) VirtualServers(_ context.Context, family proxier.IPFamily) ([]*VirtualServer, error) {
+	if err := n.lock(OpListServices, ""); err != nil {
+		return nil, err
+	}
+	defer n.mu.Unlock()
+	svcs, err := n.ipvs.GetServices()
+	if err != nil {
+		return nil, wrap(OpListServices, "", err)
+	}
+	out := make([]*VirtualServer, 0, len(svcs))
+	for _, s := range svcs {
+		if s.FWMark != 0 || addrFamily(s.AddressFamily) != family {
+			continue
+		}
+		addr, ok := toAddr(s.Address, family)
+		proto := fromProtoNum(s.Protocol)
+		if !ok || proto == 0 {
+			continue // not something kproxy could have made
+		}
+		out = append(out, &VirtualServer{
+			VSKey:     VSKey{Addr: addr, Protocol: proto, Port: s.Port},
+			Scheduler: s.SchedName,
+			Flags:     Flags(s.Flags) &^ FlagHashed,
+			Timeout:   s.Timeout,
+			Netmask:   s.Netmask,
+		})
+	}
+	return out, nil
+}
+
+// RealServers implements Kernel.
+func (n *Netlink) RealServers(_ context.Context, vs VSKey) ([]RealServer, error) {
+	if err := n.lock(OpListDestinations, vs.String()); err != nil {
+		return nil, err
+	}
+	defer n.mu.Unlock()
+	dsts, err := n.ipvs.GetDestinations(toService(&VirtualServer{VSKey: vs}))
+	if err != nil {
+		return nil, wrap(OpListDestinations, vs.String(), err)
+	}
+	out := make([]RealServer, 0, len(dsts))
+	for _, d := range dsts {
+		addr, ok := toAddr(d.Address, vs.Family())
+		if !ok {
+			continue
+		}
+		out = append(out, RealServer{
+			Addr:          netip.AddrPortFrom(addr, d.Port),
+			Weight:        d.Weight,
+			ActiveConns:   d.ActiveConnections,
+			InactiveConns: d.InactiveConnections,
+		})
+	}
+	sortReals(out)
+	return out, nil
+}
+
+// AddVirtualServer implements Kernel.
+func (n *Netlink) AddVirtualServer(_ context.Context, vs *VirtualServer) error {
+	if err := n.lock(OpAddService, vs.VSKey.String()); err != nil {
+		return err
+	}
+	defer n.mu.Unlock()
+	return wrap(OpAddService, vs.VSKey.String(), n.ipvs.NewService(toService(vs)))
+}
+
+// UpdateVirtualServer implements Kernel.
+func (n *Netlink) UpdateVirtualServer(_ context.Context, vs *VirtualServer) error {
+	if err := n.lock(OpUpdateService, vs.VSKey.String()); err != nil {
+		return err
+	}
+	defer n.mu.Unlock()
+	return wrap(OpUpdateService, vs.VSKey.String(), n.ipvs.UpdateService(toService(vs)))
+}
+
+// DeleteVirtualServer implements Kernel.
+func (n *Netlink) DeleteVirtualServer(_ context.Context, vs VSKey) error {
+	if err := n.lock(OpDeleteService, vs.String()); err != nil {
+		return err
+	}
+	defer n.mu.Unlock()
+	return wrap(OpDeleteService, vs.String(), n.ipvs.DelService(toService(&VirtualServer{VSKey: vs})))
+}
+
+// AddRealServer implements Kernel.
+func (n *Netlink) AddRealServer(_ context.Context, vs VSKey, rs RealServer) error {
+	obj := vs.String() + " " + rs.Addr.String()
+	if err := checkFamily(OpAddDestination, obj, vs, rs.Addr); err != nil {
+		return err
+	}
+	if err := n.lock(OpAddDestination, obj); err != nil {
+		return err
+	}
+	defer n.mu.Unlock()
+	return wrap(OpAddDestination, obj, n.ipvs.NewDestination(toService(&VirtualServer{VSKey: vs}), toDestination(rs)))
+}
+
+// UpdateRealServer implements Kernel.
+func (n *Netlink) UpdateRealServer(_ context.Context, vs VSKey, rs RealServer) error {
+	obj := vs.String() + " " + rs.Addr.String()
+	if err := checkFamily(OpUpdateDestination, obj, vs, rs.Addr); err != nil {
+		return err
+	}
+	if err := n.lock(OpUpdateDestination, obj); err != nil {
+		return err
+	}
+	defer n.mu.Unlock()
+	return wrap(OpUpdateDestination, obj, n.ipvs.UpdateDestination(toService(&VirtualServer{VSKey: vs}), toDestination(rs)))
+}
+
+// DeleteRealServer implements Kernel.
+func (n *Netlink) DeleteRealServer(_ context.Context, vs VSKey, rs netip.AddrPort) error {
+	obj := vs.String() + " " + rs.String()
+	if err := checkFamily(OpDeleteDestination, obj, vs, rs); err != nil {
+		return err
+	}
+	if err := n.lock(OpDeleteDestination, obj); err != nil {
+		return err
+	}
+	defer n.mu.Unlock()
+	return wrap(OpDeleteDestination, obj, n.ipvs.DelDestination(toService(&VirtualServer{VSKey: vs}), toDestination(RealServer{Addr: rs})))
+}
+
+// checkFamily refuses a real server of another family than its virtual server. The
+// kernel would not: moby/ipvs sends no destination family, so the kernel reads the
+// first four bytes of an IPv6 address as an IPv4 one (fd00::5 becomes 253.0.0.0).
+func checkFamily(op, obj string, vs VSKey, rs netip.AddrPort) error {
+	if proxier.FamilyOf(rs.Addr()) != vs.Family() {
+		return &KernelError{Op: op, Object: obj, Errno: syscall.EINVAL,
+			Err: errors.New("real server and virtual server families differ")}
+	}
+	return nil
+}
+
+// SetTimeouts implements Kernel.
+func (n *Netlink) SetTimeouts(_ context.Context, t Timeouts) error {
+	if err := n.lock(OpSetTimeouts, ""); err != nil {
+		return err
+	}
+	defer n.mu.Unlock()
+	return wrap(OpSetTimeouts, "", n.ipvs.SetConfig(&libipvs.Config{TimeoutTCP: t.TCP, TimeoutTCPFin: t.TCPFin, TimeoutUDP: t.UDP}))
+}
+
+// toService converts a virtual server to moby/ipvs's type.
+func toService(vs *VirtualServer) *libipvs.Service {
+	s := &libipvs.Service{
+		Address:   vs.Addr.AsSlice(),
+		Protocol:  uint16(protoNum(vs.Protocol)),
+		Port:      vs.Port,
+		SchedName: vs.Scheduler,
+		Flags:     uint32(vs.Flags),
+		Timeout:   vs.Timeout,
+		Netmask:   vs.Netmask,
+	}
+	if vs.Addr.Is4() {
+		s.AddressFamily = unix.AF_INET
+	} else {
+		s.AddressFamily = unix.AF_INET6
+	}
+	if s.SchedName == "" {
+		s.SchedName = DefaultScheduler
+	}
+	if s.Netmask == 0 {
+		s.Netmask = netmaskFor(vs.Family())
+	}
+	return s
+}
+
+// toDestination converts a real server to moby/ipvs's type (NAT forwarding).
+func toDestination(rs RealServer) *libipvs.Destination {
+	d := &libipvs.Destination{
+		Address:         rs.Addr.Addr().AsSlice(),
+		Port:            rs.Addr.Port(),
+		Weight:          rs.Weight,
+		ConnectionFlags: libipvs.ConnectionFlagMasq,
+	}
+	if rs.Addr.Addr().Is4() {
+		d.AddressFamily = unix.AF_INET
+	} else {
+		d.AddressFamily = unix.AF_INET6
+	}
+	return d
+}
+
+func addrFamily(af uint16) proxier.IPFamily {
+	if af == unix.AF_INET6 {
+		return proxier.IPv6
+	}
+	return proxier.IPv4
+}
+
+// toAddr converts a library address of a known family.
+func toAddr(ip net.IP, f proxier.IPFamily) (netip.Addr, bool) {
+	if f == proxier.IPv4 {
+		ip = ip.To4()
+	}
+	a, ok := netip.AddrFromSlice(ip)
+	if !ok {
+		return netip.Addr{}, false
+	}
+	return a, true
+}
+
+// protoNum returns the IANA number of a protocol.
+func protoNum(p proxier.Protocol) uint8 {
+	switch p {
+	case proxier.ProtocolTCP:
+		return unix.IPPROTO_TCP
+	case proxier.ProtocolUDP:
+		return unix.IPPROTO_UDP
+	case proxier.ProtocolSCTP:
+		return unix.IPPROTO_SCTP
+	}
+	return 0
+}
+
+// fromProtoNum is the inverse of protoNum; 0 for other protocols.
+func fromProtoNum(n uint16) proxier.Protocol {
+	switch n {
+	case unix.IPPROTO_TCP:
+		return proxier.ProtocolTCP
+	case unix.IPPROTO_UDP:
+		return proxier.ProtocolUDP
+	case unix.IPPROTO_SCTP:
+		return proxier.ProtocolSCTP
+	}
+	return 0
+}
+
+// EnsureDevice implements Kernel. The device is left down, as kube-proxy leaves it:
+// addresses on a down dummy still get local routes, and a down device does not
+// answer ARP for them.
+func (n *Netlink) EnsureDevice(_ context.Context) (bool, error) {
+	if err := n.lock(OpEnsureDevice, DeviceName); err != nil {
+		return false, err
+	}
+	defer n.mu.Unlock()
+	if _, err := n.nl.LinkByName(DeviceName); err == nil {
+		return false, nil
+	} else if !errors.As(err, new(netlink.LinkNotFoundError)) {
+		return false, wrap(OpEnsureDevice, DeviceName, err)
+	}
+	err := n.nl.LinkAdd(&netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Name: DeviceName}})
+	if errors.Is(err, syscall.EEXIST) {
+		return false, nil
+	}
+	return err == nil, wrap(OpEnsureDevice, DeviceName, err)
+}
+
+// DeleteDevice implements Kernel.
+func (n *Netlink) DeleteDevice(_ context.Context) error {
+	if err := n.lock(OpDeleteDevice, DeviceName); err != nil {
+		return err
+	}
+	defer n.mu.Unlock()
+	link, err := n.nl.LinkByName(DeviceName)
+	if errors.As(err, new(netlink.LinkNotFoundError)) {
+		return nil
+	}
+	if err != nil {
+		return wrap(OpDeleteDevice, DeviceName, err)
+	}
+	if link.Type() != "dummy" {
+		return &KernelError{Op: OpDeleteDevice, Object: DeviceName, Errno: syscall.EINVAL,
+			Err: fmt.Errorf("%s is a %s device, not a dummy; not deleting it", DeviceName, link.Type())}
+	}
+	return wrap(OpDeleteDevice, DeviceName, n.nl.LinkDel(link))
+}
+
+// DeviceAddresses implements Kernel.
+func (n *Netlink) DeviceAddresses(_ context.Context, family proxier.IPFamily) ([]netip.Addr, bool, error) {
+	if err := n.lock(OpListAddresses, DeviceName); err != nil {
+		return nil, false, err
+	}
+	defer n.mu.Unlock()
+	link, err := n.nl.LinkByName(DeviceName)
+	if errors.As(err, new(netlink.LinkNotFoundError)) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, wrap(OpListAddresses, DeviceName, err)
+	}
+	addrs, err := n.nl.AddrList(link, nlFamily(family))
+	if err != nil {
+		return nil, true, wrap(OpListAddresses, DeviceName, err)
+	}
+	out := make([]netip.Addr, 0, len(addrs))
+	for _, a := range addrs {
+		if ip, ok := toAddr(a.IP, family); ok {
+			out = append(out, ip)
+		}
+	}
+	return out, true, nil
+}
+
+// AddAddress implements Kernel.
+func (n *Netlink) AddAddress(_ context.Context, addr netip.Addr) error {
+	if err := n.lock(OpAddAddress, addr.String()); err != nil {
+		return err
+	}
+	defer n.mu.Unlock()
+	link, err := n.nl.LinkByName(DeviceName)
+	if err != nil {
+		return wrap(OpAddAddress, addr.String(), err)
+	}
+	return wrap(OpAddAddress, addr.String(), n.nl.AddrAdd(link, nlAddr(addr)))
+}
+
+// DeleteAddress implements Kernel.
+func (n *Netlink) DeleteAddress(_ context.Context, addr netip.Addr) error {
+	if err := n.lock(OpDeleteAddress, addr.String()); err != nil {
+		return err
+	}
+	defer n.mu.Unlock()
+	link, err := n.nl.LinkByName(DeviceName)
+	if err != nil {
+		return wrap(OpDeleteAddress, addr.String(), err)
+	}
+	return wrap(OpDeleteAddress, addr.String(), n.nl.AddrDel(link, nlAddr(addr)))
+}
+
+// nlAddr returns a single-address netlink address. IPv6 ones skip duplicate address
+// detection, so they are usable at once.
+func nlAddr(a netip.Addr) *netlink.Addr {
+	na := &netlink.Addr{IPNet: &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(a.BitLen(), a.BitLen())}}
+	if a.Is6() {
+		na.Flags = unix.IFA_F_NODAD
+	}
+	return na
+}
+
+// HostAddresses implements Kernel.
+func (n *Netlink) HostAddresses(_ context.Context, family proxier.IPFamily) ([]netip.Addr, error) {
+	if err := n.lock(OpListHostAddresses, ""); err != nil {
+		return nil, err
+	}
+	defer n.mu.Unlock()
+	dummy := -1
+	if link, err := n.nl.LinkByName(DeviceName); err == nil {
+		dummy = link.Attrs().Index
+	}
+	addrs, err := n.nl.AddrList(nil, nlFamily(family))
+	if err != nil {
+		return nil, wrap(OpListHostAddresses, "", err)
+	}
+	var out []netip.Addr
+	for _, a := range addrs {
+		ip, ok := toAddr(a.IP, family)
+		if !ok || a.LinkIndex == dummy || ip.IsLoopback() || ip.IsLinkLocalUnicast() {
+			continue
+		}
+		out = append(out, ip)
+	}
+	return out, nil
+}
+
+func nlFamily(f proxier.IPFamily) int {
+	if f == proxier.IPv6 {
+		return netlink.FAMILY_V6
+	}
+	return netlink.FAMILY_V4
+}
+
+// ListSet implements Kernel.
+func (n *Netlink) ListSet(_ context.Context, name string) (*SetContent, error) {
+	if err := n.lock(OpListSet, name); err != nil {
+		return nil, err
+	}
+	defer n.mu.Unlock()
+	var res *netlink.IPSetResult
+	err := safe(func() (err error) {
+		res, err = n.nl.IpsetList(name)
+		return err
+	})
+	if err != nil {
+		return nil, wrap(OpListSet, name, err)
+	}
+	c := &SetContent{Type: SetType(res.TypeName), Family: proxier.IPv4}
+	if res.Family == unix.AF_INET6 {
+		c.Family = proxier.IPv6
+	}
+	for _, e := range res.Entries {
+		if entry, ok := fromIPSetEntry(e, c.Type, c.Family); ok {
+			c.Entries = append(c.Entries, entry)
+		}
+	}
+	return c, nil
+}
+
+// CreateSet implements Kernel.
+func (n *Netlink) CreateSet(_ context.Context, spec SetSpec) error {
+	if err := n.lock(OpCreateSet, spec.Name); err != nil {
+		return err
+	}
+	defer n.mu.Unlock()
+	opts := netlink.IpsetCreateOptions{MaxElements: setMaxElem}
+	switch spec.Type {
+	case BitmapPort:
+		opts = netlink.IpsetCreateOptions{PortFrom: 0, PortTo: 65535}
+	default:
+		opts.Family = unix.AF_INET
+		if spec.Family == proxier.IPv6 {
+			opts.Family = unix.AF_INET6
+		}
+	}
+	return wrap(OpCreateSet, spec.Name, safe(func() error { return n.nl.IpsetCreate(spec.Name, string(spec.Type), opts) }))
+}
+
+// DestroySet implements Kernel.
+func (n *Netlink) DestroySet(_ context.Context, name string) error {
+	if err := n.lock(OpDestroySet, name); err != nil {
+		return err
+	}
+	defer n.mu.Unlock()
+	return wrap(OpDestroySet, name, safe(func() error { return n.nl.IpsetDestroy(name) }))
+}
+
+// AddEntry implements Kernel.
+func (n *Netlink) AddEntry(_ context.Context, set string, e SetEntry) error {
+	obj := set + " " + e.String()
+	if err := n.lock(OpAddEntry, obj); err != nil {
+		return err
+	}
+	defer n.mu.Unlock()
+	return wrap(OpAddEntry, obj, n.adt.add(set, e))
+}
+
+// DeleteEntry implements Kernel.
+func (n *Netlink) DeleteEntry(_ context.Context, set string, e SetEntry) error {
+	obj := set + " " + e.String()
+	if err := n.lock(OpDeleteEntry, obj); err != nil {
+		return err
+	}
+	defer n.mu.Unlock()
+	return wrap(OpDeleteEntry, obj, n.adt.del(set, e))
+}
+
+// fromIPSetEntry converts a listed member back, for a set of type t.
+func fromIPSetEntry(e netlink.IPSetEntry, t SetType, f proxier.IPFamily) (SetEntry, bool) {
+	var out SetEntry
+	var ok bool
+	if t == BitmapPort {
+		if e.Port == nil {
+			return out, false
+		}
+		return SetEntry{Port: *e.Port}, true
+	}
+	if out.IP, ok = toAddr(e.IP, f); !ok {
+		return out, false
+	}
+	if t == HashIP {
+		return out, true
+	}
+	if e.Port == nil || e.Protocol == nil {
+		return out, false
+	}
+	out.Port = *e.Port
+	if out.Protocol = fromProtoNum(uint16(*e.Protocol)); out.Protocol == 0 {
+		return out, false
+	}
+	switch t {
+	case HashIPPortIP:
+		if out.IP2, ok = toAddr(e.IP2, f); !ok {
+			return out, false
+		}
+	case HashIPPortNet:
+		a, ok := toAddr(e.IP2, f)
+		if !ok {
+			return out, false
+		}
+		out.Net = netip.PrefixFrom(a, int(e.CIDR2))
+	}
+	return out, true
+}
+
+// Sysctl implements Kernel.
+func (n *Netlink) Sysctl(_ context.Context, name string) (string, error) {
+	if err := n.lock(OpGetSysctl, name); err != nil {
+		return "", err
+	}
+	defer n.mu.Unlock()
+	path, err := sysctlPath(name)
+	if err != nil {
+		return "", &KernelError{Op: OpGetSysctl, Object: name, Errno: syscall.EINVAL, Err: err}
+	}
+	var val []byte
+	err = n.inNetns(func() (err error) {
+		val, err = os.ReadFile(path)
+		return err
+	})
+	if err != nil {
+		return "", wrap(OpGetSysctl, name, err)
+	}
+	return strings.TrimSpace(string(val)), nil
+}
+
+// SetSysctl implements Kernel.
+func (n *Netlink) SetSysctl(_ context.Context, name, value string) error {
+	if err := n.lock(OpSetSysctl, name); err != nil {
+		return err
+	}
+	defer n.mu.Unlock()
+	path, err := sysctlPath(name)
+	if err != nil {
+		return &KernelError{Op: OpSetSysctl, Object: name, Errno: syscall.EINVAL, Err: err}
+	}
+	return wrap(OpSetSysctl, name, n.inNetns(func() error {
+		return os.WriteFile(path, []byte(value), 0o644)
+	}))
+}
+
+// sysctlPath returns the /proc/sys file of a network sysctl; other keys are refused,
+// since only net.* sysctls belong to a network namespace.
+func sysctlPath(name string) (string, error) {
+	name = strings.TrimPrefix(name, "/")
+	if !strings.HasPrefix(name, "net/") || strings.Contains(name, "..") {
+		return "", fmt.Errorf("%q is not a network sysctl path", name)
+	}
+	return "/proc/sys/" + name, nil
+}
+
+// inNetns runs fn on a thread switched into the handle's namespace: /proc/sys/net
+// shows the namespace of the thread that opens it.
+func (n *Netlink) inNetns(fn func() error) error {
+	if !n.ns.IsOpen() {
+		return fn()
+	}
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	defer orig.Close()
+	if err := netns.Set(n.ns); err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	err = fn()
+	if serr := netns.Set(orig); serr != nil {
+		// The thread is stuck in the other namespace: keep it locked so the runtime
+		// discards it when this goroutine ends.
+		return errors.Join(err, serr)
+	}
+	runtime.UnlockOSThread()
+	return err
+}
+
+// KernelVersion implements Kernel.
+func (n *Netlink) KernelVersion(_ context.Context) (int, int, error) {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return 0, 0, wrap(OpKernelVersion, "", err)
+	}
+	release := unix.ByteSliceToString(u.Release[:])
+	major, minor, err := parseKernelRelease(release)
+	if err != nil {
+		return 0, 0, &KernelError{Op: OpKernelVersion, Object: release, Errno: syscall.EINVAL, Err: err}
+	}
+	return major, minor, nil
+}
+
+// parseKernelRelease extracts major and minor from a release such as
+// "6.1.0-28-cloud-amd64".
+func parseKernelRelease(r string) (int, int, error) {
+	parts := strings.SplitN(r, ".", 3)
+	if len(parts) < 2 {
+		return 0, 0, fmt.Errorf("unrecognised kernel release %q", r)
+	}
+	major, err := strconv.Atoi(parts[0])
+	if err != nil {
+		return 0, 0, fmt.Errorf("unrecognised kernel release %q", r)
+	}
+	minorStr := parts[1]
+	if i := strings.IndexFunc(minorStr, func(c rune) bool { return c < '0' || c > '9' }); i >= 0 {
+		minorStr = minorStr[:i]
+	}
+	minor, err := strconv.Atoi(minorStr)
+	if err != nil {
+		return 0, 0, fmt.Errorf("unrecognised kernel release %q", r)
+	}
+	return major, minor, nil
+}

@@ -1,0 +1,6 @@
+//go:build !race
+
+package ipvs
+
+// raceEnabled relaxes timing assertions under the race detector.
+const raceEnabled = false
