@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/go-logr/logr"
 
@@ -33,17 +34,38 @@ type NodeOptions struct {
 	Logger                  logr.Logger
 }
 
+// NodeProxier is the iptables backend of a node: one Proxier per family, synced
+// together, and the netlink handles they share.
+type NodeProxier struct {
+	proxier.Proxier
+	// Families holds each family's proxier, for its LastSync statistics.
+	Families map[Family]*Proxier
+	closers  []io.Closer
+}
+
+// Close releases the netlink sockets. The rules stay in the kernel: leaving them is
+// what keeps traffic flowing while kproxy restarts. A closed NodeProxier must not sync.
+func (n *NodeProxier) Close() error {
+	var errs []error
+	for _, c := range n.closers {
+		errs = append(errs, c.Close())
+	}
+	return errors.Join(errs...)
+}
+
 // NewNodeProxier returns the iptables backend for a node: one Proxier per family,
-// combined with proxier.Multi, sharing one kernel, ipset and conntrack handle.
-func NewNodeProxier(ctx context.Context, opts NodeOptions) (proxier.Proxier, error) {
+// sharing one kernel, ipset and conntrack handle.
+func NewNodeProxier(ctx context.Context, opts NodeOptions) (*NodeProxier, error) {
 	parts, err := newNodeParts(ctx, opts, true)
 	if err != nil {
 		return nil, err
 	}
+	node := &NodeProxier{Families: map[Family]*Proxier{}, closers: parts.closers()}
 	ps := make([]proxier.Proxier, 0, len(parts.families))
 	for _, f := range parts.families {
 		feat, err := parts.kernel.Features(ctx, f)
 		if err != nil {
+			_ = node.Close()
 			return nil, fmt.Errorf("iptables %v: %w", f, err)
 		}
 		ro := opts.Render
@@ -55,14 +77,20 @@ func NewNodeProxier(ctx context.Context, opts NodeOptions) (proxier.Proxier, err
 			opts.Logger.Info("Local traffic is not detected for this family", "family", f, "reason", err.Error())
 			ro.LocalDetector = LocalDetector{}
 		}
-		p, err := New(ctx, Options{Family: f, Kernel: parts.kernel, Render: ro, IPSets: parts.ipsets,
-			Conntrack: parts.conntrack, Metrics: opts.Metrics, Logger: opts.Logger})
+		o := Options{Family: f, Kernel: parts.kernel, Render: ro, IPSets: parts.ipsets, Metrics: opts.Metrics, Logger: opts.Logger}
+		if parts.conntrack != nil {
+			o.Conntrack = parts.conntrack // a nil *Netlink must not become a non-nil Cleaner
+		}
+		p, err := New(ctx, o)
 		if err != nil {
+			_ = node.Close()
 			return nil, err
 		}
 		ps = append(ps, p)
+		node.Families[f] = p
 	}
-	return proxier.Multi(ps...), nil
+	node.Proxier = proxier.Multi(ps...)
+	return node, nil
 }
 
 // CleanupNode removes everything kproxy's (or kube-proxy's) iptables mode owns on the
@@ -72,6 +100,11 @@ func CleanupNode(ctx context.Context, opts NodeOptions) error {
 	if err != nil {
 		return err
 	}
+	defer func() {
+		for _, c := range parts.closers() {
+			_ = c.Close()
+		}
+	}()
 	var errs []error
 	for _, f := range parts.families {
 		o := Options{Family: f, Kernel: parts.kernel, Render: RenderOptions{Family: f}, Logger: opts.Logger}
@@ -93,7 +126,19 @@ type nodeParts struct {
 	kernel    *ExecKernel
 	families  []Family
 	ipsets    *NetlinkIPSets
-	conntrack conntrack.Cleaner
+	conntrack *conntrack.Netlink
+}
+
+// closers returns the handles that hold sockets open.
+func (p *nodeParts) closers() []io.Closer {
+	var out []io.Closer
+	if p.ipsets != nil {
+		out = append(out, p.ipsets)
+	}
+	if p.conntrack != nil {
+		out = append(out, p.conntrack)
+	}
+	return out
 }
 
 func newNodeParts(ctx context.Context, opts NodeOptions, forSync bool) (*nodeParts, error) {

@@ -70,6 +70,7 @@ func run(ctx context.Context, o options, log logr.Logger) error {
 	if err != nil {
 		return err
 	}
+	defer p.Close()
 	b := proxier.NewBuilder(proxier.BuilderOptions{NodeName: o.node})
 	src := offline.New(offline.Options{Path: o.file, Builder: b, Logger: log.WithName("offline")})
 	runner := proxier.NewRunner(b, p, proxier.RunnerOptions{
