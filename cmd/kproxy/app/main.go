@@ -19,6 +19,8 @@ kubeproxy.config.k8s.io/v1alpha1 configuration file.
 
 Usage:
   kproxy [flags]
+  kproxy render -f cluster.yaml [flags]   print the rules kproxy would program (see kproxy render --help)
+  kproxy trace -f cluster.yaml --src IP --dst IP:PORT/PROTO [flags]   walk a packet through them
 
 Flags:
 `
@@ -28,6 +30,12 @@ Flags:
 // --cleanup, --init-only and a signal-initiated shutdown), 1 on any error, which is
 // reported on stderr in one line.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "render" {
+		return renderMain(ctx, args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "trace" {
+		return traceMain(ctx, args[1:], stdout, stderr)
+	}
 	opts := config.NewOptions()
 	fs := pflag.NewFlagSet("kproxy", pflag.ContinueOnError)
 	fs.SetOutput(stderr) // deprecation notices
