@@ -29,12 +29,13 @@ vet:
 	$(GO) vet ./...
 
 # The whole suite: unit tests with -race, the real-apiserver (envtest), network
-# namespace (real iptables) and VM (real IPVS kernel) tiers. Run as root.
+# namespace (real iptables) and VM (real IPVS kernel) tiers. Run as root. -count=1:
+# the VM tests run binaries whose inputs go test's cache cannot see.
 test: deps envtest-assets vm-assets vet
 	@assets=$$(bash hack/envtest-assets.sh envtest); \
 	echo "test: envtest binaries: $$($$assets/kube-apiserver --version), etcd $$($$assets/etcd --version | head -1)"; \
 	set -o pipefail; KUBEBUILDER_ASSETS=$$assets \
-		$(GO) test -race -json -timeout 25m $(GOTEST_FLAGS) ./... | $(GO) run ./hack/testreport
+		$(GO) test -race -count=1 -json -timeout 25m $(GOTEST_FLAGS) ./... | $(GO) run ./hack/testreport
 
 # Unit tests only: no root, no apiserver, no VM.
 unit:
