@@ -14,10 +14,10 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/kproxy/kproxy/proxier/metrics"
+	"github.com/kproxy/kproxy/proxier/netlinkns"
 )
 
 // NetlinkIPSetOptions configures NewNetlinkIPSets.
@@ -57,22 +57,9 @@ var _ IPSetKernel = (*NetlinkIPSets)(nil)
 
 // NewNetlinkIPSets opens a netfilter netlink socket, inside opts.Netns when set.
 func NewNetlinkIPSets(opts NetlinkIPSetOptions) (*NetlinkIPSets, error) {
-	ns := netns.None()
-	if opts.Netns != "" {
-		var err error
-		if strings.HasPrefix(opts.Netns, "/") {
-			ns, err = netns.GetFromPath(opts.Netns)
-		} else {
-			ns, err = netns.GetFromName(opts.Netns)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("ipset: open network namespace %q: %w", opts.Netns, err)
-		}
-		defer ns.Close()
-	}
-	h, err := netlink.NewHandleAt(ns, unix.NETLINK_NETFILTER)
+	h, err := netlinkns.Open(opts.Netns, unix.NETLINK_NETFILTER)
 	if err != nil {
-		return nil, fmt.Errorf("ipset: open netlink socket: %w", err)
+		return nil, fmt.Errorf("ipset: %w", err)
 	}
 	maxElem := opts.MaxElements
 	if maxElem == 0 {

@@ -6,16 +6,15 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"strings"
 	"sync"
 
 	"github.com/go-logr/logr"
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/kproxy/kproxy/proxier"
 	"github.com/kproxy/kproxy/proxier/metrics"
+	"github.com/kproxy/kproxy/proxier/netlinkns"
 )
 
 // NetlinkOptions configures NewNetlink.
@@ -46,22 +45,9 @@ var _ Cleaner = (*Netlink)(nil)
 // NewNetlink opens a netfilter netlink socket, inside opts.Netns when set. Close it
 // when done.
 func NewNetlink(opts NetlinkOptions) (*Netlink, error) {
-	ns := netns.None()
-	if opts.Netns != "" {
-		var err error
-		if strings.HasPrefix(opts.Netns, "/") {
-			ns, err = netns.GetFromPath(opts.Netns)
-		} else {
-			ns, err = netns.GetFromName(opts.Netns)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("conntrack: open network namespace %q: %w", opts.Netns, err)
-		}
-		defer ns.Close() // the socket keeps the namespace alive
-	}
-	h, err := netlink.NewHandleAt(ns, unix.NETLINK_NETFILTER)
+	h, err := netlinkns.Open(opts.Netns, unix.NETLINK_NETFILTER)
 	if err != nil {
-		return nil, fmt.Errorf("conntrack: open netlink socket: %w", err)
+		return nil, fmt.Errorf("conntrack: %w", err)
 	}
 	return &Netlink{h: h, metrics: opts.Metrics, log: opts.Logger}, nil
 }
