@@ -15,6 +15,8 @@ import (
 	"os/signal"
 	"path/filepath"
 	"syscall"
+
+	"github.com/kproxy/kproxy/test/envtest"
 )
 
 func main() {
@@ -40,7 +42,7 @@ func run(ctx context.Context) error {
 	if os.Geteuid() != 0 {
 		return errors.New("the demo creates network namespaces and iptables rules: run it as root (make demo)")
 	}
-	root, err := repoRoot()
+	root, err := envtest.RepoRoot()
 	if err != nil {
 		return err
 	}

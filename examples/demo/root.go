@@ -3,30 +3,11 @@ package main
 import (
 	"io"
 	"os"
-	"path/filepath"
 
 	discovery "k8s.io/api/discovery/v1"
 )
 
 type discoveryEndpoint = discovery.Endpoint
-
-// repoRoot finds the module root from the working directory, where make runs the demo.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", os.ErrNotExist
-		}
-		dir = parent
-	}
-}
 
 func copyFile(from, to string) error {
 	in, err := os.Open(from)
