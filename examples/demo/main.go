@@ -80,8 +80,9 @@ func run(ctx context.Context) error {
 		return fmt.Errorf("%w\n%s", err, proxy.logs())
 	}
 
-	step(fmt.Sprintf("Six requests from pod local-0 to the ClusterIP %s", clusterIP))
-	seen, err := sb.requests(ctx, sb.topo.Node.Pods[0].NS, clusterIP, 6)
+	step(fmt.Sprintf("Ten requests from pod local-0 to the ClusterIP %s", clusterIP))
+	// Ten random picks among three pods all land on one with probability 5e-5.
+	seen, err := sb.requests(ctx, sb.topo.Node.Pods[0].NS, clusterIP, 10)
 	if err != nil {
 		return err
 	}
