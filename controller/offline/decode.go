@@ -33,6 +33,7 @@ type DocumentError struct {
 	Err    error
 }
 
+// Error names the file, the document and, when known, the object.
 func (e *DocumentError) Error() string {
 	if e.Object != "" {
 		return fmt.Sprintf("%s: document %d (%s): %v", e.File, e.Index, e.Object, e.Err)
@@ -40,6 +41,7 @@ func (e *DocumentError) Error() string {
 	return fmt.Sprintf("%s: document %d: %v", e.File, e.Index, e.Err)
 }
 
+// Unwrap returns the decoding or validation error, for errors.Is and errors.As.
 func (e *DocumentError) Unwrap() error { return e.Err }
 
 // ErrUnsupportedKind is wrapped by DocumentError for objects other than Services,

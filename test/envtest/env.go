@@ -171,10 +171,12 @@ type ScriptError struct {
 	Stderr string
 }
 
+// Error includes what the script printed on stderr, which says what was missing.
 func (e *ScriptError) Error() string {
 	return "hack/" + e.Script + ": " + e.Err.Error() + "\n" + e.Stderr
 }
 
+// Unwrap returns the exec error.
 func (e *ScriptError) Unwrap() error { return e.Err }
 
 // RepoRoot finds the module root by walking up from the working directory.
