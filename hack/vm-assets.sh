@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepares what the IPVS VM tests (test/vm) boot: a Debian cloud kernel and a base initramfs
 # holding busybox, the kernel's networking modules (IPVS, netfilter, ipset, bridge, veth,
-# dummy, sctp) and the host's iptables/ipset/conntrack binaries with their shared libraries.
+# dummy, sctp, xfrm, and virtio-net for runs that forward host ports) and the host's
+# iptables/ipset/conntrack binaries with their shared libraries.
 # The CI host kernel may lack IPVS entirely; the VM brings its own.
 #
 # Idempotent and safe to run concurrently: everything lives in a cache outside the clone and is
@@ -136,13 +137,16 @@ chmod 1777 "$root/tmp"
 mkdir -p "$root/var" && ln -s /run "$root/var/run"
 
 # --- kernel modules -----------------------------------------------------------------------------
-# Every netfilter, IPVS, ipset, bridge and sctp module plus veth and dummy, closed over their
-# dependencies (modules.dep already lists transitive dependencies).
+# Every netfilter, IPVS, ipset, bridge, sctp and xfrm module (vishvananda/netlink, under
+# test/netns, opens an XFRM netlink socket) plus veth and dummy, and the virtio network card
+# test/vm adds for Options.HostForwards, closed over their dependencies (modules.dep already
+# lists transitive dependencies).
 src="$dir/pkg/lib/modules/$kver"
 dst="$root/lib/modules/$kver"
 depmod -b "$dir/pkg" "$kver"
 wanted=$(cd "$src" && find kernel/net/netfilter kernel/net/ipv4/netfilter kernel/net/ipv6/netfilter \
-  kernel/net/bridge kernel/net/sctp kernel/drivers/net/dummy.ko kernel/drivers/net/veth.ko \
+  kernel/net/bridge kernel/net/sctp kernel/net/xfrm kernel/drivers/net/dummy.ko kernel/drivers/net/veth.ko \
+  kernel/drivers/virtio kernel/drivers/net/virtio_net.ko \
   -name '*.ko*' 2>/dev/null)
 modules=$(awk -v want="$(echo "$wanted" | tr '\n' ' ')" '
   BEGIN { n = split(want, w, " "); for (i = 1; i <= n; i++) keep[w[i]] = 1 }

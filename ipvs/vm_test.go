@@ -4,21 +4,15 @@ package ipvs
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"runtime"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr/testr"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/vishvananda/netlink"
-	"golang.org/x/sys/unix"
 
 	"github.com/kproxy/kproxy/iptables"
 	"github.com/kproxy/kproxy/proxier"
@@ -28,30 +22,10 @@ import (
 	"github.com/kproxy/kproxy/test/vm"
 )
 
-// loadExtraModules loads the modules vm_host_test.go shipped to vmModuleDir, in
-// dependency order, once.
-var loadExtraModules = sync.OnceValue(func() error {
-	for _, name := range []string{"xfrm_algo.ko", "xfrm_user.ko"} {
-		f, err := os.Open(filepath.Join(vmModuleDir, name))
-		if err != nil {
-			return err
-		}
-		err = unix.FinitModule(int(f.Fd()), "", 0)
-		f.Close()
-		if err != nil && !errors.Is(err, syscall.EEXIST) {
-			return err
-		}
-	}
-	return nil
-})
-
-// vmSetup skips outside the VM and prepares the kernel for test/netns.
+// vmSetup skips outside the VM. The VM loads every module test/netns needs at boot.
 func vmSetup(t *testing.T) {
 	t.Helper()
 	vm.SkipUnlessInVM(t)
-	if err := loadExtraModules(); err != nil {
-		t.Logf("loading xfrm modules for test/netns: %v", err)
-	}
 }
 
 // TestVMKernelConformance runs the Kernel conformance suite against Netlink on a real

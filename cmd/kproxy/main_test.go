@@ -10,12 +10,19 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/kproxy/kproxy/test/vm"
 )
 
 // kproxyBin is the binary under test, built once by TestMain.
 var kproxyBin string
 
 func TestMain(m *testing.M) {
+	if vm.InVM() {
+		// The test VM has no Go toolchain; vm_host_test.go ships a static build.
+		kproxyBin = vmKproxyBin
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "kproxy-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -133,7 +140,7 @@ func TestErrorsAreOneClearLine(t *testing.T) {
 		{[]string{"--config", "/nonexistent/kproxy.yaml"}, "/nonexistent/kproxy.yaml"},
 		{[]string{"--hostname-override= "}, "--hostname-override"},
 		{[]string{"stray-argument"}, "kproxy takes no arguments"},
-		{[]string{"--proxy-mode=ipvs", "--hostname-override=n", "--master=http://127.0.0.1:1"}, "--proxy-mode=ipvs (mode: ipvs) is not implemented in kproxy yet"},
+		{[]string{"--proxy-mode=ipvs", "--iptables-masquerade-bit=0", "--hostname-override=n", "--master=http://127.0.0.1:1"}, "--iptables-masquerade-bit is not supported by kproxy: kproxy's ipvs mode needs a masquerade bit from 1 to 31"},
 	} {
 		r := run(t, tc.args...)
 		lines := strings.Split(strings.TrimRight(r.stderr, "\n"), "\n")

@@ -25,7 +25,12 @@
 //	}
 //
 // The VM has no network card: tests build their topology from network namespaces, veth pairs
-// and dummy links inside it. The base initramfs carries busybox, the kernel's netfilter, IPVS,
-// ipset, bridge, veth, dummy and sctp modules, and the host's iptables (nft and legacy), ipset
-// and conntrack binaries with their libraries.
+// and dummy links inside it. A run that needs a service of the host (a real kube-apiserver,
+// say) lists it in [Options.HostForwards]: the VM then gets a virtio card on QEMU's restricted
+// user-mode network, and each connection to the forwarded guest address is relayed to the
+// host's loopback by a copy of the host test binary that QEMU starts for it (so every binary
+// importing this package recognises a relay invocation in its init and does nothing else).
+// The base initramfs carries busybox, the kernel's netfilter, IPVS, ipset, bridge, veth,
+// dummy, sctp, xfrm and virtio-net modules, and the host's iptables (nft and legacy), ipset and
+// conntrack binaries with their libraries.
 package vm

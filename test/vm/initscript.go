@@ -2,6 +2,7 @@ package vm
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 	"time"
 )
@@ -30,6 +31,7 @@ type initScript struct {
 	Binaries []string      // guest paths of the test binaries
 	Args     []string      // flags for every binary
 	Timeout  time.Duration // -test.timeout for every binary
+	Network  bool          // bring up eth0 with GuestAddr (the run forwards host ports)
 }
 
 // marker is the prefix of every line /init prints for the host.
@@ -56,6 +58,10 @@ func (s initScript) render() string {
 	w("hostname kproxy-vm")
 	if len(s.Modules) > 0 {
 		w("for m in %s; do modprobe \"$m\" || echo \"vm-init: modprobe $m failed\"; done", strings.Join(s.Modules, " "))
+	}
+	if s.Network {
+		addr := netip.PrefixFrom(GuestAddr, GuestNetwork.Bits())
+		w("if ip link set eth0 up && ip addr add %s dev eth0; then :; else echo \"vm-init: cannot configure eth0; host forwards will not work\"; fi", addr)
 	}
 	for _, k := range sortedKeys(s.Env) {
 		w("export %s=%s", k, shellQuote(s.Env[k]))

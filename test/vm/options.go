@@ -2,7 +2,9 @@ package vm
 
 import (
 	"fmt"
+	"net/netip"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 )
@@ -49,15 +51,44 @@ type Options struct {
 	// Modules are kernel modules to load in addition to DefaultModules before the tests run.
 	// Modules the kernel requests itself (iptables matches, ipset types) load on demand.
 	Modules []string
+
+	// HostForwards let the tests reach TCP services listening on the host's loopback, such
+	// as a real kube-apiserver: a connection to Guest inside the VM is relayed to Host on the
+	// host. With any forward the VM gets a virtio network card on QEMU's user-mode network,
+	// restricted so that the guest reaches nothing but the forwards; its address is GuestAddr
+	// in GuestNetwork. Without forwards the VM has no network card at all.
+	HostForwards []HostForward
 }
+
+// HostForward relays TCP connections from an address inside the VM to one on the host.
+type HostForward struct {
+	// Guest is the address the tests connect to: any address in GuestNetwork except
+	// GuestAddr and QEMU's own gateway (.2), DNS (.3) and broadcast addresses.
+	Guest netip.AddrPort
+	// Host is where the connection goes on the host; it must be a loopback address, so the
+	// VM can never reach further than the host's own test services.
+	Host netip.AddrPort
+}
+
+// The VM's user-mode network when Options.HostForwards is set (QEMU's defaults).
+var (
+	// GuestNetwork is the VM's network, QEMU's default user-mode subnet.
+	GuestNetwork = netip.MustParsePrefix("10.0.2.0/24")
+	// GuestAddr is the VM's own address on eth0.
+	GuestAddr = netip.MustParseAddr("10.0.2.15")
+)
+
+// guestNetworkModules are loaded (after DefaultModules) when the VM has a network card.
+var guestNetworkModules = []string{"virtio_pci", "virtio_net"}
 
 // DefaultTimeout bounds a VM run when Options.Timeout is zero. Booting takes a few seconds;
 // the rest is room for slow emulated tests.
 const DefaultTimeout = 3 * time.Minute
 
 // DefaultModules lists the modules /init loads before the tests run: IPVS with every scheduler
-// kube-proxy accepts, conntrack and NAT, the link types the tests create and the ipset types
-// kube-proxy's IPVS mode uses. It returns a fresh slice the caller may modify.
+// kube-proxy accepts, conntrack and NAT, the link types the tests create, the ipset types
+// kube-proxy's IPVS mode uses, and xfrm_user, whose netlink family test/netns (through
+// vishvananda/netlink) opens a socket for. It returns a fresh slice the caller may modify.
 func DefaultModules() []string {
 	return []string{
 		"ip_vs", "ip_vs_rr", "ip_vs_wrr", "ip_vs_lc", "ip_vs_wlc", "ip_vs_lblc", "ip_vs_lblcr",
@@ -65,6 +96,7 @@ func DefaultModules() []string {
 		"nf_conntrack", "nf_nat", "dummy", "veth", "bridge", "br_netfilter",
 		"ip_set", "ip_set_hash_ip", "ip_set_hash_ipport", "ip_set_hash_ipportip",
 		"ip_set_hash_ipportnet", "ip_set_hash_net", "ip_set_bitmap_port",
+		"xfrm_user",
 	}
 }
 
@@ -102,7 +134,33 @@ func (o Options) withDefaults() (Options, error) {
 			return o, fmt.Errorf("vm.Options.ExtraFiles: VM path %q for %s must be absolute", guest, host)
 		}
 	}
+	seen := map[netip.AddrPort]bool{}
+	for _, f := range o.HostForwards {
+		if err := f.validate(); err != nil {
+			return o, fmt.Errorf("vm.Options.HostForwards: %w", err)
+		}
+		if seen[f.Guest] {
+			return o, fmt.Errorf("vm.Options.HostForwards: guest address %s forwarded twice", f.Guest)
+		}
+		seen[f.Guest] = true
+	}
 	return o, nil
+}
+
+// validate checks one forward against the user-mode network's layout.
+func (f HostForward) validate() error {
+	g := f.Guest.Addr()
+	reserved := []netip.Addr{GuestAddr, netip.MustParseAddr("10.0.2.2"), netip.MustParseAddr("10.0.2.3"),
+		GuestNetwork.Masked().Addr(), netip.MustParseAddr("10.0.2.255")}
+	switch {
+	case !f.Guest.IsValid() || f.Guest.Port() == 0 || !GuestNetwork.Contains(g):
+		return fmt.Errorf("guest address %s must be an address:port in %s", f.Guest, GuestNetwork)
+	case slices.Contains(reserved, g):
+		return fmt.Errorf("guest address %s is reserved in QEMU's user-mode network", g)
+	case !f.Host.IsValid() || f.Host.Port() == 0 || !f.Host.Addr().Is4() || !f.Host.Addr().IsLoopback():
+		return fmt.Errorf("host address %s must be an IPv4 loopback address:port", f.Host)
+	}
+	return nil
 }
 
 // innerTimeout is the -test.timeout for the binaries inside the VM: the run's budget minus

@@ -43,6 +43,7 @@ type bootSpec struct {
 	Console  io.Writer        // raw console copy (a file)
 	Lines    chan<- string    // receives each cleaned console line; closed by boot
 	Timeout  time.Duration    // QEMU is killed after this
+	Forwards []string         // guestfwd rules ("tcp:IP:PORT-cmd:COMMAND"); none means no NIC
 	Now      func() time.Time // for tests; nil means time.Now
 }
 
@@ -67,10 +68,21 @@ type binaryResult struct {
 	Duration time.Duration
 }
 
-// qemuArgs builds the QEMU command line. There is no network card and no disk: the tests build
-// their topology from namespaces inside the VM.
+// qemuArgs builds the QEMU command line. There is no disk, and no network card unless the run
+// forwards host ports: the tests build their topology from namespaces inside the VM.
 func qemuArgs(s bootSpec) []string {
-	return []string{
+	nic := []string{"-nic", "none"}
+	if len(s.Forwards) > 0 {
+		// restrict=on isolates the guest from the host and the outside world; explicit
+		// forwards are exempt. Each guestfwd runs its command per connection, with the
+		// connection as stdin and stdout.
+		netdev := "user,id=n0,restrict=on"
+		for _, f := range s.Forwards {
+			netdev += ",guestfwd=" + strings.ReplaceAll(f, ",", ",,")
+		}
+		nic = []string{"-netdev", netdev, "-device", "virtio-net-pci,netdev=n0,romfile="}
+	}
+	return append([]string{
 		"-machine", envOr(EnvMachine, "pc"),
 		"-accel", envOr(EnvAccel, "tcg"),
 		"-m", strconv.Itoa(s.MemoryMB),
@@ -80,9 +92,8 @@ func qemuArgs(s bootSpec) []string {
 		"-append", "console=ttyS0 panic=-1 quiet",
 		"-nographic",
 		"-no-reboot",
-		"-nic", "none",
 		"-vga", "none", // saves the VGA option ROM's start-up; the console is the serial port
-	}
+	}, nic...)
 }
 
 // boot runs QEMU until the guest powers off or the timeout expires and parses the console.

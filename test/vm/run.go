@@ -104,13 +104,26 @@ func prepare(t testing.TB, opts Options) (prepared, error) {
 		args = append([]string{"-test.run=" + opts.Run}, args...)
 	}
 	timeout := capToDeadline(t, opts.Timeout)
+	modules := append(DefaultModules(), opts.Modules...)
+	var forwards []string
+	if len(opts.HostForwards) > 0 {
+		exe, err := os.Executable()
+		if err != nil {
+			return prepared{}, fmt.Errorf("HostForwards relay through the test binary: %w", err)
+		}
+		for _, f := range opts.HostForwards {
+			forwards = append(forwards, fmt.Sprintf("tcp:%s-cmd:%s", f.Guest, relayCommand(exe, f.Host)))
+		}
+		modules = append(modules, guestNetworkModules...)
+	}
 	script := initScript{
 		Nonce:    nonce,
-		Modules:  append(DefaultModules(), opts.Modules...),
+		Modules:  modules,
 		Env:      opts.Env,
 		Binaries: order,
 		Args:     args,
 		Timeout:  innerTimeout(timeout),
+		Network:  len(forwards) > 0,
 	}
 	initrd := filepath.Join(work, "initrd.img")
 	if err := writeInitrd(initrd, initrdSpec{
@@ -132,6 +145,7 @@ func prepare(t testing.TB, opts Options) (prepared, error) {
 			CPUs:     opts.CPUs,
 			Nonce:    nonce,
 			Timeout:  timeout,
+			Forwards: forwards,
 		},
 	}, nil
 }

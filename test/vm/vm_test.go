@@ -1,6 +1,9 @@
 package vm_test
 
 import (
+	"io"
+	"net"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -8,15 +11,46 @@ import (
 )
 
 // TestSelfTest boots the VM with the selftest package: a dummy kube-ipvs0, IPVS virtual and
-// real servers, TCP traffic through a ClusterIP into pod namespaces, and the iptables, ipset
-// and conntrack binaries. It proves the harness end to end.
+// real servers, TCP traffic through a ClusterIP into pod namespaces, the iptables, ipset
+// and conntrack binaries, and connections to a host echo server through HostForwards. It
+// proves the harness end to end.
 func TestSelfTest(t *testing.T) {
 	t.Parallel()
+	echo := echoServer(t)
+	guest := netip.MustParseAddrPort("10.0.2.100:7000")
 	vm.Run(t, vm.Options{
-		Package: "./test/vm/selftest",
-		Timeout: 2 * time.Minute,
-		Env:     map[string]string{"KPROXY_SELFTEST": "it's quoted"},
+		Package:      "./test/vm/selftest",
+		Timeout:      2 * time.Minute,
+		Env:          map[string]string{"KPROXY_SELFTEST": "it's quoted", "KPROXY_SELFTEST_FORWARD": guest.String()},
+		HostForwards: []vm.HostForward{{Guest: guest, Host: echo}},
 	})
+}
+
+// echoServer listens on the host's loopback and answers each connection with "echo: " and
+// everything it read, once the client has closed its side.
+func echoServer(t *testing.T) netip.AddrPort {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(time.Minute))
+				b, err := io.ReadAll(c)
+				if err == nil {
+					_, _ = io.WriteString(c, "echo: "+string(b))
+				}
+			}()
+		}
+	}()
+	return netip.MustParseAddrPort(ln.Addr().String())
 }
 
 // TestFailureIsReported checks the other half of the contract: a test failing inside the VM

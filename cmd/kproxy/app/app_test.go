@@ -171,8 +171,8 @@ func TestMainWritesConfig(t *testing.T) {
 	if err != nil || !strings.Contains(string(data), "masqueradeAll: true") {
 		t.Errorf("%v\n%s", err, data)
 	}
-	if code := Main(context.Background(), []string{"--proxy-mode=ipvs", "--hostname-override=x", "--master=http://127.0.0.1:1"}, &stdout, &stderr); code != 1 ||
-		!strings.Contains(stderr.String(), "ipvs") {
+	if code := Main(context.Background(), []string{"--proxy-mode=ipvs", "--iptables-masquerade-bit=0", "--hostname-override=x", "--master=http://127.0.0.1:1"}, &stdout, &stderr); code != 1 ||
+		!strings.Contains(stderr.String(), "ipvs mode") {
 		t.Errorf("ipvs: exit %d, %q", code, stderr.String())
 	}
 }

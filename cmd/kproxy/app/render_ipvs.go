@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/kproxy/kproxy/cmd/kproxy/app/config"
 	"github.com/kproxy/kproxy/ipvs"
 	"github.com/kproxy/kproxy/proxier"
 )
@@ -18,38 +17,13 @@ import (
 // node's own addresses are taken from the Node object, where kproxy would read them
 // from the host's interfaces.
 func (r *renderCmd) renderIPVS(w io.Writer, in *renderInput, fam proxier.IPFamily) error {
-	c := r.opts.Config
-	opts := ipvs.PlanOptions{
-		Family:            fam,
-		Scheduler:         c.IPVS.Scheduler,
-		StrictARP:         c.IPVS.StrictARP,
-		TCPTimeout:        c.IPVS.TCPTimeout.Duration,
-		TCPFinTimeout:     c.IPVS.TCPFinTimeout.Duration,
-		UDPTimeout:        c.IPVS.UDPTimeout.Duration,
-		NodePortAddresses: c.NodePortAddresses,
-		MasqueradeAll:     c.IPTables.MasqueradeAll,
-		MasqueradeBit:     int(*c.IPTables.MasqueradeBit),
-		RandomFully:       r.randomFully,
-	}
-	for _, s := range c.IPVS.ExcludeCIDRs {
-		if p, err := netip.ParsePrefix(s); err == nil {
-			opts.ExcludeCIDRs = append(opts.ExcludeCIDRs, p.Masked())
-		}
-	}
+	opts := ipvsPlanOptions(r.opts.Config, in.state.Node.PodCIDRs)
+	opts.Family = fam
+	opts.RandomFully = r.randomFully
 	for _, a := range in.state.Node.Addresses {
 		if proxier.FamilyOf(a) == fam {
 			opts.HostAddresses = append(opts.HostAddresses, a)
 		}
-	}
-	switch c.DetectLocalMode {
-	case config.LocalModeClusterCIDR:
-		opts.LocalDetector.CIDRs, _ = config.ParseClusterCIDRs(c.ClusterCIDR) // validated
-	case config.LocalModeNodeCIDR:
-		opts.LocalDetector.CIDRs = in.state.Node.PodCIDRs
-	case config.LocalModeBridgeInterface:
-		opts.LocalDetector.Interface = c.DetectLocal.BridgeInterface
-	case config.LocalModeInterfaceNamePrefix:
-		opts.LocalDetector.Interface = c.DetectLocal.InterfaceNamePrefix + "+"
 	}
 	snap := ipvs.Desired(in.state, opts)
 

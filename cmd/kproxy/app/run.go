@@ -2,8 +2,8 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"time"
 
@@ -29,14 +29,9 @@ const podCIDRTimeout = 5 * time.Minute
 // leaving the rules in place so traffic keeps flowing across a restart.
 func Run(ctx context.Context, o *config.Options, log logr.Logger) error {
 	c := o.Config
-	if !o.Cleanup {
-		if err := checkModeImplemented(c.Mode); err != nil {
-			return err
-		}
-	}
 	log.Info("kproxy", "version", Version(), "mode", c.Mode)
 	if o.Cleanup {
-		return cleanup(ctx, log)
+		return cleanup(ctx, c, log)
 	}
 	setter := &nodesetup.Setter{Logger: log.WithName("nodesetup")}
 	if err := prepareNode(setter, c); err != nil {
@@ -50,15 +45,6 @@ func Run(ctx context.Context, o *config.Options, log logr.Logger) error {
 		log.Info("Could not set oom_score_adj", "err", err.Error())
 	}
 	return runProxy(ctx, o, setter, log)
-}
-
-// checkModeImplemented fails for the modes kproxy accepts in its configuration but
-// cannot run yet.
-func checkModeImplemented(mode v1alpha1.ProxyMode) error {
-	if mode == config.ModeIPVS {
-		return errors.New("--proxy-mode=ipvs (mode: ipvs) is not implemented in kproxy yet; use --proxy-mode=iptables")
-	}
-	return nil
 }
 
 // prepareNode applies the kernel settings kube-proxy makes before programming rules:
@@ -114,9 +100,12 @@ func runProxy(ctx context.Context, o *config.Options, setter *nodesetup.Setter, 
 	if err := registerMetrics(m, health); err != nil {
 		return err
 	}
-	p, err := newProxier(ctx, c, proxierDeps{metrics: m, setter: setter, log: log})
+	p, err := newProxier(ctx, c, proxierDeps{metrics: m, setter: setter, log: log, restCfg: restCfg, nodeName: nodeName})
 	if err != nil {
 		return err
+	}
+	if closer, ok := p.(io.Closer); ok {
+		defer closer.Close()
 	}
 	bindIP := primaryIPOverride(c.BindAddress)
 	if bindIP.IsValid() {

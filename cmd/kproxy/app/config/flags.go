@@ -40,7 +40,7 @@ func (o *Options) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&c.BindAddressHardFail, "bind-address-hard-fail", c.BindAddressHardFail, "Exit when the healthz or metrics server cannot bind its port, instead of logging and retrying every 5s.")
 	fs.BoolVar(&c.EnableProfiling, "profiling", c.EnableProfiling, "Serve Go profiling data under /debug/pprof on the metrics server. Ignored when --config is given.")
 	fs.StringVar(&c.ShowHiddenMetricsForVersion, "show-hidden-metrics-for-version", c.ShowHiddenMetricsForVersion, "Rejected: kproxy has no hidden metrics. Ignored when --config is given.")
-	fs.Var(&enumValue{p: (*string)(&c.Mode), typ: "ProxyMode"}, "proxy-mode", "Proxy backend: iptables (the default when empty) or ipvs (not implemented yet: kproxy exits with an error). Ignored when --config is given.")
+	fs.Var(&enumValue{p: (*string)(&c.Mode), typ: "ProxyMode"}, "proxy-mode", "Proxy backend: iptables (the default when empty) or ipvs. Ignored when --config is given.")
 
 	fs.Int32Var(c.IPTables.MasqueradeBit, "iptables-masquerade-bit", *c.IPTables.MasqueradeBit, "Bit of the packet mark (0 to 31) that flags packets to masquerade, in iptables and ipvs modes.")
 	fs.BoolVar(&c.IPTables.MasqueradeAll, "masquerade-all", c.IPTables.MasqueradeAll, "Masquerade (SNAT) every packet sent to a Service cluster IP.")

@@ -65,6 +65,9 @@ func Validate(c *v1alpha1.KubeProxyConfiguration) field.ErrorList {
 		errs = append(errs, validatePeriods(field.NewPath("iptables"), c.IPTables.SyncPeriod, c.IPTables.MinSyncPeriod)...)
 	case ModeIPVS:
 		errs = append(errs, validateIPVS(c.IPVS)...)
+		if b := c.IPTables.MasqueradeBit; b != nil && *b == 0 {
+			unsupported(field.NewPath("iptables", "masqueradeBit"), "kproxy's ipvs mode needs a masquerade bit from 1 to 31 (0 would mean the default bit 14)")
+		}
 	case ModeNFTables:
 		unsupported(mode, "the nftables proxy mode is not implemented by kproxy (use iptables)")
 	default:
