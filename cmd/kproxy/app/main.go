@@ -13,7 +13,7 @@ import (
 )
 
 const usageHeader = `kproxy is a drop-in replacement for kube-proxy: it watches Services, EndpointSlices
-and this node's Node object and programs the node's data plane (iptables) so that
+and this node's Node object and programs the node's data plane (iptables or IPVS) so that
 Service traffic reaches its endpoints. It accepts kube-proxy's flags and its
 kubeproxy.config.k8s.io/v1alpha1 configuration file.
 
