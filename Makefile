@@ -5,7 +5,7 @@ CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/kproxy
 export KPROXY_CACHE := $(CACHE)
 GOTEST_FLAGS ?=
 
-.PHONY: all build test unit vet deps envtest-assets vm-assets demo bench fmt clean
+.PHONY: all build test unit vet deps envtest-assets vm-assets demo bench bench-go fmt clean
 
 all: build
 
@@ -44,7 +44,22 @@ unit:
 demo: deps
 	@bash hack/demo.sh
 
+# The scale harness (test/scale): kproxy, then upstream kube-proxy, each in a fresh
+# network namespace world against one real apiserver grown to BENCH_SIZES Services.
+# Writes results.md, results.json and PNG plots to BENCH_OUT (default
+# test/scale/results/<date>; results/tmp is git-ignored). Takes hours at the default
+# sizes; upstream is not run above 10,000 Services. Root only. More knobs:
+# BENCH_FLAGS (bin/scale-bench -h); a quick look: make bench BENCH_SIZES=100 BENCH_FLAGS=-smoke
+BENCH_SIZES ?= 1000,5000,10000,30000
+BENCH_OUT ?=
+BENCH_FLAGS ?=
 bench: deps envtest-assets
+	$(GO) build -o bin/scale-bench ./test/scale/cmd/bench
+	KUBEBUILDER_ASSETS=$$(bash hack/envtest-assets.sh envtest) \
+		bin/scale-bench -sizes $(BENCH_SIZES) $(if $(BENCH_OUT),-out $(BENCH_OUT)) $(BENCH_FLAGS)
+
+# Go benchmarks of the pure code paths (render, diff, state building).
+bench-go: deps envtest-assets
 	KUBEBUILDER_ASSETS=$$(bash hack/envtest-assets.sh envtest) \
 		$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./iptables/... ./proxier/...
 
