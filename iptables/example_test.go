@@ -46,6 +46,6 @@ func ExampleRender() {
 	}
 	// Output:
 	// -A KUBE-SVC-CDGGSHYLG3RE2FKL ! -s 10.244.0.0/16 -d 10.96.0.10/32 -p tcp -m comment --comment "default/web:http cluster IP" -m tcp --dport 80 -j KUBE-MARK-MASQ
-	// -A KUBE-SVC-CDGGSHYLG3RE2FKL -p tcp -m comment --comment "default/web:http -> 10.244.2.5:8080" -m statistic --mode random --probability 0.50000000000 -j DNAT --to-destination 10.244.2.5:8080
-	// -A KUBE-SVC-CDGGSHYLG3RE2FKL -p tcp -m comment --comment "default/web:http -> 10.244.3.6:8080" -j DNAT --to-destination 10.244.3.6:8080
+	// -A KUBE-SVC-CDGGSHYLG3RE2FKL -p tcp -m statistic --mode random --probability 0.50000000000 -j DNAT --to-destination 10.244.2.5:8080
+	// -A KUBE-SVC-CDGGSHYLG3RE2FKL -p tcp -j DNAT --to-destination 10.244.3.6:8080
 }

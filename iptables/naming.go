@@ -90,3 +90,12 @@ func affinityListName(portName string, proto proxier.Protocol, endpoint string) 
 func dispatchChainName(table Table, root Chain, prefix string) Chain {
 	return Chain(dispatchChainPrefix + nameHash(string(table)+" "+string(root)+" "+prefix))
 }
+
+// EndpointChains returns the names of the chains that hold a service port's DNAT rules:
+// KUBE-SVC- (cluster endpoints) and KUBE-SVL- (local endpoints). Tools that read a ruleset
+// back, such as kproxy trace, use them to tell which service a DNAT rule belongs to;
+// the rules themselves carry no per-endpoint comment.
+func EndpointChains(name proxier.ServicePortName) (cluster, local Chain) {
+	c := chainsFor(upstreamPortName(name), name.Protocol)
+	return c.cluster, c.local
+}

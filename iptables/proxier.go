@@ -33,6 +33,13 @@ type Options struct {
 	Metrics *metrics.Metrics
 	// Logger receives one V(2) line per sync and the reasons for full rewrites.
 	Logger logr.Logger
+	// FullReadBackEvery makes, on iptables-nft, only every N-th periodic full sync
+	// read all rules back (iptables-nft-save, seconds at 10,000 services); the others
+	// list the entry points and a rotating sample of chains and fall back to the full
+	// read-back on any difference (see sync_verify.go for the trade-off). Zero means
+	// DefaultFullReadBackEvery; 1 reads everything back every time. iptables-legacy,
+	// whose save is cheap, always reads everything back.
+	FullReadBackEvery int
 }
 
 // rulesetRenderer is what the proxier needs from the renderer: the complete desired
@@ -52,6 +59,13 @@ type rulesetRenderer interface {
 // partial sync diffs the new ruleset against the last one applied and writes only the
 // changed chains. Either way everything goes to the kernel in one iptables-restore
 // call.
+//
+// On iptables-nft two things keep large rulesets cheap: a cold table (one no rule
+// outside the owned chains leads into yet: a first start, or after a flush) is
+// written in several blocks of that one call, which avoids a quadratic cost in
+// iptables-nft-restore (see writeSplitTable); and the periodic full sync reads
+// everything back only every Options.FullReadBackEvery-th time, checking the entry
+// points and a rotating sample of chains in between (see sync_verify.go).
 type Proxier struct {
 	mu        sync.Mutex // serialises Sync and Cleanup
 	family    Family
@@ -77,13 +91,25 @@ type Proxier struct {
 	// absence means somebody flushed our tables.
 	canaryWritten bool
 	last          SyncStats
+
+	// splitNames and splitMinRules let a cold table's restore be cut into blocks
+	// (iptables-nft only; see writeSplitTable).
+	splitNames, splitMinRules int
+	// saver lists chosen chains for sampled verification (iptables-nft only), nil
+	// when the kernel cannot; readBackEvery, sampledRuns and sampleCursor pace it
+	// (see sync_verify.go).
+	saver         chainSaver
+	readBackEvery int
+	sampledRuns   int
+	sampleCursor  int
 }
 
 var _ proxier.Proxier = (*Proxier)(nil)
 
 // SyncStats describes the last Sync, for logs, tests and benchmarks.
 type SyncStats struct {
-	// Full is true for a sync that read the kernel back.
+	// Full is true for a sync that read the kernel back: everything, or only a
+	// sample when Sampled is set.
 	Full bool
 	// Restores counts iptables-restore calls (0 or 1).
 	Restores int
@@ -95,6 +121,10 @@ type SyncStats struct {
 	JumpsAdded, JumpsRemoved int
 	// SavedLines is how many iptables-save lines a full sync parsed.
 	SavedLines int
+	// Sampled is how many chains a full sync listed to verify a sample instead of
+	// reading everything back (zero when it read everything back); see
+	// Options.FullReadBackEvery.
+	Sampled int
 	// ConntrackCleared counts deleted conntrack entries.
 	ConntrackCleared int
 	// Render, Read (iptables-save and parse), IPSets (list and update), Restore,
@@ -125,16 +155,27 @@ func newProxier(opts Options, r rulesetRenderer) (*Proxier, error) {
 	if opts.Kernel == nil {
 		return nil, errors.New("iptables: Options.Kernel is required")
 	}
-	return &Proxier{
-		family:    opts.Family,
-		kernel:    opts.Kernel,
-		renderer:  r,
-		ipsets:    opts.IPSets,
-		conntrack: opts.Conntrack,
-		metrics:   opts.Metrics,
-		log:       opts.Logger.WithValues("family", opts.Family),
-		noLocal:   map[proxier.ServicePortName]noLocalEndpoints{},
-	}, nil
+	p := &Proxier{
+		family:        opts.Family,
+		kernel:        opts.Kernel,
+		renderer:      r,
+		ipsets:        opts.IPSets,
+		conntrack:     opts.Conntrack,
+		metrics:       opts.Metrics,
+		log:           opts.Logger.WithValues("family", opts.Family),
+		noLocal:       map[proxier.ServicePortName]noLocalEndpoints{},
+		readBackEvery: opts.FullReadBackEvery,
+	}
+	if p.readBackEvery <= 0 {
+		p.readBackEvery = DefaultFullReadBackEvery
+	}
+	if opts.Kernel.Backend() == BackendNFT {
+		p.splitNames, p.splitMinRules = defaultSplitNames, defaultSplitMinRules
+		if s, ok := opts.Kernel.(chainSaver); ok {
+			p.saver = s
+		}
+	}
+	return p, nil
 }
 
 // LastSync returns statistics of the most recent Sync.

@@ -96,15 +96,6 @@ func (b *ruleBuilder) commentParts(parts ...string) *ruleBuilder {
 	return b
 }
 
-// commentEndpoint is kube-proxy's per-endpoint comment, "ns/svc:port -> ip:port".
-func (b *ruleBuilder) commentEndpoint(name string, ep netip.AddrPort) *ruleBuilder {
-	b.scratch = append(append(b.scratch[:0], name...), " -> "...)
-	b.scratch = ep.AppendTo(b.scratch)
-	b.body = append(b.body, " -m comment --comment "...)
-	b.body = appendSaveString(b.body, b.scratch)
-	return b
-}
-
 // statistic adds a random match with a probability already in saved form.
 func (b *ruleBuilder) statistic(probability string) *ruleBuilder {
 	b.body = append(b.body, " -m statistic --mode random --probability "...)

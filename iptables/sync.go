@@ -47,7 +47,12 @@ func (p *Proxier) Sync(ctx context.Context, state *proxier.State, changes proxie
 	}
 	if full {
 		readStart := time.Now()
-		pl, err = p.planFromKernel(ctx, rs, &st)
+		if p.sampleDue() {
+			pl = p.planFromSample(ctx, rs, &st)
+		}
+		if pl == nil {
+			pl, err = p.planFromKernel(ctx, rs, &st)
+		}
 		st.Read = time.Since(readStart)
 		if err != nil {
 			return p.fail(err, full)
@@ -82,12 +87,18 @@ func (p *Proxier) Sync(ctx context.Context, state *proxier.State, changes proxie
 	}
 	prev := p.syncedState
 	p.commit(rs, state, sets.next)
+	switch {
+	case st.Sampled > 0:
+		p.sampledRuns++
+	case full:
+		p.sampledRuns = 0
+	}
 
 	ctStart := time.Now()
 	st.ConntrackCleared = p.cleanConntrack(ctx, state, prev, changes, full)
 	st.Conntrack = time.Since(ctStart)
 	p.updateMetrics(rs, pl, state, changes, full)
-	p.log.V(2).Info("Synced iptables rules", "full", full, "chainsWritten", st.ChainsWritten,
+	p.log.V(2).Info("Synced iptables rules", "full", full, "sampled", st.Sampled, "chainsWritten", st.ChainsWritten,
 		"chainsDeleted", st.ChainsDeleted, "payloadBytes", st.PayloadBytes, "restores", st.Restores,
 		"conntrackCleared", st.ConntrackCleared, "duration", time.Since(start))
 	return nil
@@ -129,6 +140,23 @@ func (p *Proxier) planFromKernel(ctx context.Context, rs *Ruleset, st *SyncStats
 		}
 	}
 	return pl, nil
+}
+
+// planFromSample verifies a sample of the kernel's chains against the last applied
+// ruleset and, when they match, plans the difference to rs as a partial sync would.
+// It returns nil when the sample differs or cannot be read: the caller then reads
+// everything back.
+func (p *Proxier) planFromSample(ctx context.Context, rs *Ruleset, st *SyncStats) *plan {
+	n, err := p.verifySample(ctx)
+	if err != nil {
+		p.log.V(2).Info("Sampled verification failed; reading all rules back", "chains", n, "reason", err)
+		return nil
+	}
+	pl := planPartial(rs, p.applied)
+	if pl != nil {
+		st.Sampled = n
+	}
+	return pl
 }
 
 // hasCanary reports whether the ruleset creates the mangle canary.
@@ -177,6 +205,7 @@ func (p *Proxier) restore(ctx context.Context, pl *plan, st *SyncStats) error {
 	if !pl.needsRestore() {
 		return nil
 	}
+	pl.splitNames, pl.splitMinRules = p.splitNames, p.splitMinRules
 	var b bytes.Buffer
 	writePayload(&b, pl)
 	st.PayloadBytes = b.Len()

@@ -24,6 +24,11 @@ type tablePlan struct {
 	// insert are missing bootstrap jumps, added in the same block as the chains they
 	// lead to.
 	insert []Jump
+	// cold reports that, before this block, no rule outside the owned chains jumps
+	// into them (no bootstrap jump, no foreign reference): the owned chains are
+	// unreachable for packets, and the kernel does not walk them when it validates
+	// a commit. Only a full sync knows; see writeSplitTable.
+	cold bool
 }
 
 // empty reports whether the block would change nothing.
@@ -46,6 +51,10 @@ type plan struct {
 	full bool
 	// tables holds the non-empty blocks in syncTables order.
 	tables []*tablePlan
+	// splitNames, when positive, lets writePayload cut the block of a cold table
+	// that writes at least splitMinRules rules into blocks of at most splitNames
+	// chain and target names (iptables-nft only; see writeSplitTable).
+	splitNames, splitMinRules int
 }
 
 // needsRestore reports whether an iptables-restore call is needed.
@@ -75,9 +84,9 @@ func (p *plan) needsRestore() bool {
 func planFull(desired *Ruleset, saved *Saved) *plan {
 	p := &plan{full: true}
 	for _, table := range syncTables {
-		tp := &tablePlan{table: table}
-		dt := desired.Table(table)
 		st := saved.Table(table)
+		tp := &tablePlan{table: table, cold: st == nil || len(st.BuiltinJumps) == 0 && len(st.ForeignRefs) == 0}
+		dt := desired.Table(table)
 		var kernel map[Chain][]string
 		if st != nil {
 			kernel = st.Chains
