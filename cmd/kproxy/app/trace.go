@@ -229,24 +229,39 @@ func writeTrace(w io.Writer, in *renderInput, fam proxier.IPFamily, p iptableste
 	fmt.Fprintf(&b, "Rules:  iptables mode, %v, node %s (addresses: %s), %d service ports from %s\n",
 		fam, in.node, strings.Join(addrs, ", "), in.state.Len(), in.file)
 	fmt.Fprintf(&b, "\n%d %s:\n", len(out), plural(len(out), "outcome", "outcomes"))
+	owners := endpointChainOwners(in.state)
 	for i, o := range out {
-		fmt.Fprintf(&b, "  %d. %6s  %s\n", i+1, percent(o.Probability), summarize(o))
+		fmt.Fprintf(&b, "  %d. %6s  %s\n", i+1, percent(o.Probability), summarize(o, owners))
 	}
 	b.WriteString("\nTrace:\n")
 	b.WriteString(out.String())
 	_, _ = io.WriteString(w, b.String())
 }
 
-// summarize says what happened to the packet in one outcome.
-func summarize(o iptablestest.Outcome) string {
+// endpointChainOwners maps each KUBE-SVC-/KUBE-SVL- chain to its service port.
+func endpointChainOwners(st *proxier.State) map[string]proxier.ServicePortName {
+	out := make(map[string]proxier.ServicePortName, 2*st.Len())
+	for _, sp := range st.ServicePorts() {
+		cluster, local := iptables.EndpointChains(sp.Name)
+		out[string(cluster)], out[string(local)] = sp.Name, sp.Name
+	}
+	return out
+}
+
+// summarize says what happened to the packet in one outcome; owners names the service
+// port whose chain DNATed it.
+func summarize(o iptablestest.Outcome, owners map[string]proxier.ServicePortName) string {
 	var s string
 	switch o.Verdict {
 	case iptablestest.Accept:
 		if o.DNAT != nil {
 			s = fmt.Sprintf("-> %s", o.Destination)
-			if c := ruleComment(o.DNAT); c != "" {
-				svc, _, _ := strings.Cut(c, " -> ")
-				s += fmt.Sprintf(" (endpoint of %s)", svc)
+			if svc, ok := owners[o.DNAT.Chain]; ok {
+				name := svc.ServiceName.String()
+				if svc.Port != "" {
+					name += ":" + svc.Port
+				}
+				s += fmt.Sprintf(" (endpoint of %s)", name)
 			}
 		} else {
 			s = fmt.Sprintf("-> %s, not translated (no service rule matched)", o.Destination)
