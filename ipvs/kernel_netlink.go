@@ -40,6 +40,7 @@ type Netlink struct {
 	nl     *netlink.Handle
 	adt    *ipsetADT
 	ns     netns.NsHandle // netns.None() for the caller's namespace
+	nsPath string         // the namespace file, "" for the caller's namespace
 	closed bool
 }
 
@@ -55,11 +56,33 @@ type NetlinkOptions struct {
 // the kernel has IPVS (moby/ipvs loads the ip_vs module on first use). Close it when
 // done.
 func NewNetlink(opts NetlinkOptions) (*Netlink, error) {
-	path := opts.Netns
+	n, err := openNetlinkWithoutIPVS(opts.Netns)
+	if err != nil {
+		return nil, err
+	}
+	path := n.nsPath
+	if n.ipvs, err = libipvs.New(path); err != nil {
+		n.Close()
+		return nil, fmt.Errorf("ipvs: open IPVS netlink socket: %w", err)
+	}
+	// moby/ipvs returns a handle even when the kernel lacks IPVS; the first request
+	// tells.
+	if _, err := n.ipvs.GetServices(); err != nil {
+		n.Close()
+		return nil, fmt.Errorf("ipvs: kernel has no IPVS support (modprobe ip_vs): %w", err)
+	}
+	return n, nil
+}
+
+// openNetlinkWithoutIPVS opens the route and netfilter sockets NewNetlink opens, but
+// not the IPVS one: for cleaning up kube-ipvs0 and the ipsets on a kernel without
+// IPVS, where NewNetlink fails (and would try to load ip_vs).
+func openNetlinkWithoutIPVS(spec string) (*Netlink, error) {
+	path := spec
 	if path != "" && !filepath.IsAbs(path) {
 		path = filepath.Join("/var/run/netns", path)
 	}
-	n := &Netlink{ns: netns.None()}
+	n := &Netlink{ns: netns.None(), nsPath: path}
 	var err error
 	if path != "" {
 		if n.ns, err = netns.GetFromPath(path); err != nil {
@@ -73,18 +96,8 @@ func NewNetlink(opts NetlinkOptions) (*Netlink, error) {
 		n.adt, err = newIPSetADT(n.ns)
 	}
 	if err != nil {
-		n.Close()
+		_ = n.Close()
 		return nil, fmt.Errorf("ipvs: open netlink sockets: %w", err)
-	}
-	if n.ipvs, err = libipvs.New(path); err != nil {
-		n.Close()
-		return nil, fmt.Errorf("ipvs: open IPVS netlink socket: %w", err)
-	}
-	// moby/ipvs returns a handle even when the kernel lacks IPVS; the first request
-	// tells.
-	if _, err := n.ipvs.GetServices(); err != nil {
-		n.Close()
-		return nil, fmt.Errorf("ipvs: kernel has no IPVS support (modprobe ip_vs): %w", err)
 	}
 	return n, nil
 }

@@ -9,14 +9,11 @@ import (
 	"io"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 
 	"github.com/go-logr/logr"
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 	"k8s.io/utils/clock"
 
@@ -594,34 +591,6 @@ func parseSave(text []byte) map[iptables.Table]*savedTable {
 		}
 	}
 	return out
-}
-
-// openNetlinkWithoutIPVS opens the route and netfilter sockets NewNetlink opens, but
-// not the IPVS one: for cleaning up kube-ipvs0 and the ipsets on a kernel without
-// IPVS, where NewNetlink fails (and would try to load ip_vs).
-func openNetlinkWithoutIPVS(spec string) (*Netlink, error) {
-	path := spec
-	if path != "" && !filepath.IsAbs(path) {
-		path = filepath.Join("/var/run/netns", path)
-	}
-	n := &Netlink{ns: netns.None()}
-	var err error
-	if path != "" {
-		if n.ns, err = netns.GetFromPath(path); err != nil {
-			return nil, fmt.Errorf("ipvs: open network namespace %s: %w", path, err)
-		}
-		n.nl, err = netlink.NewHandleAt(n.ns, unix.NETLINK_ROUTE, unix.NETLINK_NETFILTER)
-	} else {
-		n.nl, err = netlink.NewHandle(unix.NETLINK_ROUTE, unix.NETLINK_NETFILTER)
-	}
-	if err == nil {
-		n.adt, err = newIPSetADT(n.ns)
-	}
-	if err != nil {
-		_ = n.Close()
-		return nil, fmt.Errorf("ipvs: open netlink sockets: %w", err)
-	}
-	return n, nil
 }
 
 // withoutIPVS is a Kernel on a machine without IPVS: it has no virtual servers and
