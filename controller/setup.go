@@ -63,6 +63,9 @@ func Setup(mgr manager.Manager, opts Options) (*Agent, error) {
 	bopts := opts.Builder
 	bopts.NodeName = opts.NodeName
 	b := proxier.NewBuilder(bopts)
+	if opts.Metrics != nil {
+		opts.Metrics.SetPendingSource(b.PendingChanges)
+	}
 	rep := opts.Reporter
 	if rep == nil {
 		rep = NewReporter(ReporterOptions{

@@ -280,6 +280,14 @@ func preferEndpoint(later, kept *Endpoint) bool {
 	return kept.Terminating && !later.Terminating
 }
 
+// PendingChanges returns how many service ports were touched since the last snapshot
+// (an upper bound: changes that cancel out are only dropped at the snapshot).
+func (b *Builder) PendingChanges() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.dirty)
+}
+
 // Snapshot publishes the current model and returns it with the changes since the
 // previous call. A first snapshot, and any after a node change, asks for a full sync.
 // When nothing changed it returns the previous State and an empty ChangeSet.

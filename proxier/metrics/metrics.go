@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,6 +32,13 @@ type Metrics struct {
 	RulesWrittenBytes        prometheus.Counter
 	NetlinkOperations        *prometheus.CounterVec
 	ProgrammedServicePorts   prometheus.Gauge
+	// ServiceChangesPending and EndpointChangesPending report the changes not yet
+	// synced. kproxy tracks changes per service port, endpoint changes included, so
+	// both report the same count; kube-proxy's names are kept for dashboards.
+	ServiceChangesPending  prometheus.GaugeFunc
+	EndpointChangesPending prometheus.GaugeFunc
+
+	pending atomic.Pointer[func() int]
 }
 
 // syncBuckets match kube-proxy's: exponential from 1 ms to about 16 s.
@@ -47,7 +55,7 @@ func New() *Metrics {
 	g := func(name, help string) prometheus.Gauge {
 		return prometheus.NewGauge(prometheus.GaugeOpts{Subsystem: subsystem, Name: name, Help: help})
 	}
-	return &Metrics{
+	m := &Metrics{
 		SyncDuration:        h("sync_proxy_rules_duration_seconds", "SyncProxyRules latency in seconds", syncBuckets),
 		SyncFullDuration:    h("sync_full_proxy_rules_duration_seconds", "SyncProxyRules latency in seconds for full resyncs", syncBuckets),
 		SyncPartialDuration: h("sync_partial_proxy_rules_duration_seconds", "SyncProxyRules latency in seconds for partial resyncs", syncBuckets),
@@ -77,6 +85,22 @@ func New() *Metrics {
 		ProgrammedServicePorts: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "kproxy", Name: "programmed_service_ports",
 			Help: "Service ports in the last successfully synced state"}),
 	}
+	m.ServiceChangesPending = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Subsystem: subsystem,
+		Name: "sync_proxy_rules_service_changes_pending", Help: "Pending proxy rules Service changes"}, m.pendingChanges)
+	m.EndpointChangesPending = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Subsystem: subsystem,
+		Name: "sync_proxy_rules_endpoint_changes_pending", Help: "Pending proxy rules Endpoint changes"}, m.pendingChanges)
+	return m
+}
+
+// SetPendingSource tells the pending-changes gauges where to read the count, e.g. a
+// proxier.Builder's PendingChanges. Until it is set they report 0.
+func (m *Metrics) SetPendingSource(f func() int) { m.pending.Store(&f) }
+
+func (m *Metrics) pendingChanges() float64 {
+	if f := m.pending.Load(); f != nil {
+		return float64((*f)())
+	}
+	return 0
 }
 
 func merge(parts ...[]float64) []float64 {
@@ -94,7 +118,7 @@ func (m *Metrics) Collectors() []prometheus.Collector {
 		m.LastSyncTimestamp, m.LastQueuedTimestamp, m.SyncFailures, m.ServiceChangesTotal,
 		m.RestoreFailures, m.PartialRestoreFailures, m.RulesTotal, m.RulesLast, m.NoLocalEndpoints,
 		m.ConntrackEntriesCleared, m.ConntrackCleanupFailures, m.InvalidObjects, m.RulesWrittenBytes,
-		m.NetlinkOperations, m.ProgrammedServicePorts,
+		m.NetlinkOperations, m.ProgrammedServicePorts, m.ServiceChangesPending, m.EndpointChangesPending,
 	}
 }
 
