@@ -2,7 +2,6 @@ package netns
 
 import (
 	"errors"
-	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -17,14 +16,7 @@ func (n *NS) ServeHTTP(port uint16) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	var listeners []net.Listener
-	err = s.listenBoth("tcp", func(network, addr string) (io.Closer, error) {
-		l, err := n.Listen(network, addr)
-		if err == nil {
-			listeners = append(listeners, l)
-		}
-		return l, err
-	})
+	listeners, err := s.listenTCP(n)
 	if err != nil {
 		return nil, err
 	}

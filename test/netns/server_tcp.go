@@ -15,14 +15,7 @@ func (n *NS) ServeTCP(port uint16) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	var listeners []net.Listener
-	err = s.listenBoth("tcp", func(network, addr string) (io.Closer, error) {
-		l, err := n.Listen(network, addr)
-		if err == nil {
-			listeners = append(listeners, l)
-		}
-		return l, err
-	})
+	listeners, err := s.listenTCP(n)
 	if err != nil {
 		return nil, err
 	}
@@ -61,4 +54,17 @@ func (s *Server) echoTCP(c net.Conn) {
 			return
 		}
 	}
+}
+
+// listenTCP opens the server's TCP listeners, one per address family, inside n.
+func (s *Server) listenTCP(n *NS) ([]net.Listener, error) {
+	var listeners []net.Listener
+	err := s.listenBoth("tcp", func(network, addr string) (io.Closer, error) {
+		l, err := n.Listen(network, addr)
+		if err == nil {
+			listeners = append(listeners, l)
+		}
+		return l, err
+	})
+	return listeners, err
 }
