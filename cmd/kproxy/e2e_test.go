@@ -52,18 +52,7 @@ func TestEndToEnd(t *testing.T) {
 
 	const nodeName = "kproxy-e2e-node"
 	c := env.Client
-	mustCreate(t, c, &v1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: nodeName},
-		Spec:       v1.NodeSpec{PodCIDR: node.PodCIDR.V4.String(), PodCIDRs: []string{node.PodCIDR.V4.String(), node.PodCIDR.V6.String()}},
-	})
-	n := &v1.Node{}
-	if err := c.Get(ctx, client.ObjectKey{Name: nodeName}, n); err != nil {
-		t.Fatal(err)
-	}
-	n.Status.Addresses = []v1.NodeAddress{{Type: v1.NodeInternalIP, Address: node.V4.String()}, {Type: v1.NodeInternalIP, Address: node.V6.String()}}
-	if err := c.Status().Update(ctx, n); err != nil {
-		t.Fatal(err)
-	}
+	createNode(ctx, t, c, nodeName, node)
 	mustCreate(t, c, &v1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "e2e"}})
 	web := &v1.Service{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "e2e", Name: "web"},
@@ -354,5 +343,23 @@ func TestInitOnlyInNamespace(t *testing.T) {
 	}
 	if !bytes.Contains(out, []byte("nf_conntrack_max")) {
 		t.Errorf("the skipped nf_conntrack_max must be logged:\n%s", out)
+	}
+}
+
+// createNode creates the Node object of a namespace node with its pod CIDRs and, in
+// its status, its addresses: kproxy waits for those before it programs anything.
+func createNode(ctx context.Context, t *testing.T, c client.Client, name string, node *netns.Node) {
+	t.Helper()
+	mustCreate(t, c, &v1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec:       v1.NodeSpec{PodCIDR: node.PodCIDR.V4.String(), PodCIDRs: []string{node.PodCIDR.V4.String(), node.PodCIDR.V6.String()}},
+	})
+	n := &v1.Node{}
+	if err := c.Get(ctx, client.ObjectKey{Name: name}, n); err != nil {
+		t.Fatal(err)
+	}
+	n.Status.Addresses = []v1.NodeAddress{{Type: v1.NodeInternalIP, Address: node.V4.String()}, {Type: v1.NodeInternalIP, Address: node.V6.String()}}
+	if err := c.Status().Update(ctx, n); err != nil {
+		t.Fatal(err)
 	}
 }

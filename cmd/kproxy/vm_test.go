@@ -64,16 +64,7 @@ func TestVMInsideIPVSMode(t *testing.T) {
 	kubeconfig := apiserverInNamespace(t, &envtest.Env{Config: cfg, Kubeconfig: vmKubeconfig}, node.NS)
 
 	const nodeName = "kproxy-vm-node"
-	mustCreate(t, c, &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName},
-		Spec: v1.NodeSpec{PodCIDR: node.PodCIDR.V4.String(), PodCIDRs: []string{node.PodCIDR.V4.String(), node.PodCIDR.V6.String()}}})
-	n := &v1.Node{}
-	if err := c.Get(ctx, client.ObjectKey{Name: nodeName}, n); err != nil {
-		t.Fatal(err)
-	}
-	n.Status.Addresses = []v1.NodeAddress{{Type: v1.NodeInternalIP, Address: node.V4.String()}, {Type: v1.NodeInternalIP, Address: node.V6.String()}}
-	if err := c.Status().Update(ctx, n); err != nil {
-		t.Fatal(err)
-	}
+	createNode(ctx, t, c, nodeName, node)
 	mustCreate(t, c, &v1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "e2e"}})
 	web := &v1.Service{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "e2e", Name: "web"},
