@@ -18,7 +18,6 @@ import (
 const (
 	kindService = "Service"
 	kindSlice   = "EndpointSlice"
-	kindNode    = "Node"
 	// maxEventNote is the API's limit on an Event's note.
 	maxEventNote = 1024
 )
