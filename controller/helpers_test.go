@@ -74,12 +74,6 @@ func (r *syncRecorder) waitFor(t *testing.T, from int, what string, cond func(re
 	}
 }
 
-func (r *syncRecorder) count() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.syncs)
-}
-
 // newManager returns a manager on env with kproxy's cache options and no metrics or
 // health listeners, started in the background and stopped in t.Cleanup.
 func newManager(t *testing.T, env *envtest.Env, nodeName string, setup func(manager.Manager)) {

@@ -186,20 +186,6 @@ func withEndpoints(sp *proxier.ServicePort, addrs ...string) *proxier.ServicePor
 // testNode is the node every test state uses.
 var testNode = proxier.Node{Name: "node-a", Addresses: []netip.Addr{netip.MustParseAddr("192.168.0.10")}}
 
-// manyServices returns n TCP services (every 10th UDP) with eps endpoints each.
-func manyServices(n, eps int) []*proxier.ServicePort {
-	out := make([]*proxier.ServicePort, n)
-	for i := range out {
-		proto := proxier.ProtocolTCP
-		if i%10 == 9 {
-			proto = proxier.ProtocolUDP
-		}
-		ip := fmt.Sprintf("172.30.%d.%d", i/250, i%250+1)
-		out[i] = testService("ns", fmt.Sprintf("svc-%05d", i), proto, ip, 80, eps)
-	}
-	return out
-}
-
 // changed returns a partial change set naming services.
 func changed(sps ...*proxier.ServicePort) proxier.ChangeSet {
 	c := proxier.ChangeSet{Services: map[proxier.ServicePortName]struct{}{}}

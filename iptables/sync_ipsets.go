@@ -30,11 +30,6 @@ type ipsetEntries struct {
 	entries []string
 }
 
-// empty reports whether the plan does nothing.
-func (p *ipsetPlan) empty() bool {
-	return len(p.create)+len(p.add)+len(p.del)+len(p.destroy)+len(p.recreate) == 0
-}
-
 // planIPSets diffs the desired sets against current (the kernel's owned sets on a full
 // sync, the last applied ones on a partial sync). Entries are compared in canonical
 // form; a desired set identical (by pointer) to the current one is skipped.

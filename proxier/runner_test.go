@@ -584,16 +584,3 @@ func TestRunnerObservers(t *testing.T) {
 	}
 	h.expectTimer(30 * time.Second)
 }
-
-// waitFor polls cond until it holds; for the few places where real goroutine progress
-// must be observed without an event.
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
-		}
-		time.Sleep(time.Millisecond)
-	}
-}

@@ -225,9 +225,8 @@ func mustParse(t testing.TB, text string) *Dump {
 }
 
 var (
-	nodeIP   = netip.MustParseAddr("192.168.0.10")
-	podIP    = netip.MustParseAddr("10.0.0.2")
-	remoteIP = netip.MustParseAddr("203.0.113.7")
+	nodeIP = netip.MustParseAddr("192.168.0.10")
+	podIP  = netip.MustParseAddr("10.0.0.2")
 )
 
 // pkt builds an arriving TCP packet to dst:port from src on eth0 of a node
