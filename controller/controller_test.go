@@ -14,6 +14,7 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
@@ -177,6 +178,51 @@ func TestIgnoredServicesAreNotProgrammed(t *testing.T) {
 	}
 	rec.waitFor(t, i+1, "plain is gone after relabelling", func(s recordedSync) bool {
 		_, ok := s.state.Lookup(portName(ns, "plain"))
+		return !ok
+	})
+}
+
+// An embedder's cache may hold every Service: relabelling one for another proxy is then
+// an update, not a deletion from the cache, and must still take it out of the model.
+func TestRelabelledServiceLeavesModelWithUnfilteredCache(t *testing.T) {
+	e := startEnv(t)
+	ctx := context.Background()
+	ns, nodeName := "relabel", "node-relabel"
+	createNamespace(t, e, ns)
+	mustCreate(t, e, node(nodeName, "192.0.2.13"))
+	svc := service(ns, "web", 80)
+	mustCreate(t, e, svc)
+
+	rec := newSyncRecorder()
+	newManagerWithCache(t, e, cache.Options{}, func(mgr manager.Manager) {
+		if _, err := controller.Setup(mgr, controller.Options{NodeName: nodeName, Proxier: rec,
+			Runner: proxier.RunnerOptions{MinSyncPeriod: 0, SyncPeriod: time.Hour}}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	rec.waitFor(t, 0, "web is present", func(s recordedSync) bool {
+		_, ok := s.state.Lookup(portName(ns, "web"))
+		return ok
+	})
+	// Change the port and wait for it, so that no reconcile of an earlier event is
+	// still queued when the relabelling lands: the relabelling alone must do it.
+	if err := e.Client.Get(ctx, client.ObjectKeyFromObject(svc), svc); err != nil {
+		t.Fatal(err)
+	}
+	svc.Spec.Ports[0].Port = 81
+	if err := e.Client.Update(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	i := rec.waitFor(t, 0, "web listens on 81", func(s recordedSync) bool {
+		sp, ok := s.state.Lookup(portName(ns, "web"))
+		return ok && sp.Port == 81
+	})
+	svc.Labels = map[string]string{proxier.LabelServiceProxyName: "someone-else"}
+	if err := e.Client.Update(ctx, svc); err != nil {
+		t.Fatal(err)
+	}
+	rec.waitFor(t, i+1, "web is gone after relabelling", func(s recordedSync) bool {
+		_, ok := s.state.Lookup(portName(ns, "web"))
 		return !ok
 	})
 }

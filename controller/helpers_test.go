@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -65,21 +67,42 @@ func (r *syncRecorder) waitFor(t *testing.T, from int, what string, cond func(re
 			}
 		}
 		n := len(r.syncs)
+		last := "none"
+		if n > 0 {
+			last = describe(r.syncs[n-1])
+		}
 		r.mu.Unlock()
 		select {
 		case <-r.wake:
 		case <-deadline:
-			t.Fatalf("timed out waiting for a sync where %s (%d syncs seen)", what, n)
+			t.Fatalf("timed out waiting for a sync where %s (%d syncs seen; the last: %s)", what, n, last)
 		}
 	}
+}
+
+// describe summarises a sync for a timeout message: which service ports it held, with
+// their endpoint counts.
+func describe(s recordedSync) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "generation %d, full=%v, %d changed:", s.state.Generation, s.changes.Full, len(s.changes.Services))
+	for _, sp := range s.state.ServicePorts() {
+		fmt.Fprintf(&b, " %s(%d)", sp.Name, len(sp.Endpoints))
+	}
+	return b.String()
 }
 
 // newManager returns a manager on env with kproxy's cache options and no metrics or
 // health listeners, started in the background and stopped in t.Cleanup.
 func newManager(t *testing.T, env *envtest.Env, nodeName string, setup func(manager.Manager)) {
 	t.Helper()
+	newManagerWithCache(t, env, controller.CacheOptions(nodeName), setup)
+}
+
+// newManagerWithCache is newManager with the caller's cache options.
+func newManagerWithCache(t *testing.T, env *envtest.Env, cacheOpts cache.Options, setup func(manager.Manager)) {
+	t.Helper()
 	mgr, err := ctrl.NewManager(env.Config, manager.Options{
-		Cache:                  controller.CacheOptions(nodeName),
+		Cache:                  cacheOpts,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		// Not testr: client-go's event broadcaster logs after a test ends.

@@ -25,6 +25,8 @@ type primer struct {
 	nodeName    string
 	waitForNode bool
 	log         logr.Logger
+	// done is closed once the list is applied, releasing the reconcilers.
+	done chan<- struct{}
 }
 
 func (p *primer) NeedLeaderElection() bool { return false }
@@ -53,6 +55,7 @@ func (p *primer) Start(ctx context.Context) error {
 	}
 	p.log.Info("Model primed from the API server", "services", len(svcs.Items), "endpointSlices", len(slices.Items),
 		"elapsed", time.Since(start).Round(time.Millisecond))
+	close(p.done)
 	p.builder.MarkInitialized()
 	return nil
 }

@@ -17,14 +17,35 @@ import (
 // cache and replaces what the model holds for it, so missed or repeated events cannot
 // leave the model wrong. Invalid objects are reported and not retried: only a new
 // version of the object can fix them.
+//
+// They wait for the primer: it applies a list it took from the cache, and a reconcile
+// that ran between that list and its application (say, of a deletion) would otherwise
+// be undone by the older copy, with no further event to repair it.
+
+// gate is closed once the primer has applied its list.
+type gate <-chan struct{}
+
+// wait blocks until the gate opens; false means ctx ended first.
+func (g gate) wait(ctx context.Context) bool {
+	select {
+	case <-g:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
 
 type serviceReconciler struct {
 	client  client.Reader
 	builder *proxier.Builder
 	report  Reporter
+	primed  gate
 }
 
 func (r *serviceReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	if !r.primed.wait(ctx) {
+		return reconcile.Result{}, nil
+	}
 	svc := &v1.Service{}
 	if err := r.client.Get(ctx, req.NamespacedName, svc); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -50,9 +71,13 @@ type sliceReconciler struct {
 	client  client.Reader
 	builder *proxier.Builder
 	report  Reporter
+	primed  gate
 }
 
 func (r *sliceReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	if !r.primed.wait(ctx) {
+		return reconcile.Result{}, nil
+	}
 	s := &discovery.EndpointSlice{}
 	if err := r.client.Get(ctx, req.NamespacedName, s); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -78,9 +103,13 @@ type nodeReconciler struct {
 	client  client.Reader
 	builder *proxier.Builder
 	report  Reporter
+	primed  gate
 }
 
 func (r *nodeReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	if !r.primed.wait(ctx) {
+		return reconcile.Result{}, nil
+	}
 	n := &v1.Node{}
 	if err := r.client.Get(ctx, req.NamespacedName, n); err != nil {
 		// A deleted Node keeps its last known addresses: the node is going away and

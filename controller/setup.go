@@ -75,30 +75,30 @@ func Setup(mgr manager.Manager, opts Options) (*Agent, error) {
 			Logger:   log.WithName("invalid"),
 		})
 	}
-	mine := predicate.NewPredicateFuncs(ours)
 	c := mgr.GetClient()
+	primed := make(chan struct{})
 
 	if err := ctrl.NewControllerManagedBy(mgr).Named("kproxy-service").
-		For(&v1.Service{}, builder.WithPredicates(mine)).
-		Complete(&serviceReconciler{client: c, builder: b, report: rep}); err != nil {
+		For(&v1.Service{}).
+		Complete(&serviceReconciler{client: c, builder: b, report: rep, primed: primed}); err != nil {
 		return nil, fmt.Errorf("registering the Service controller: %w", err)
 	}
 	if err := ctrl.NewControllerManagedBy(mgr).Named("kproxy-endpointslice").
-		For(&discovery.EndpointSlice{}, builder.WithPredicates(mine)).
-		Complete(&sliceReconciler{client: c, builder: b, report: rep}); err != nil {
+		For(&discovery.EndpointSlice{}).
+		Complete(&sliceReconciler{client: c, builder: b, report: rep, primed: primed}); err != nil {
 		return nil, fmt.Errorf("registering the EndpointSlice controller: %w", err)
 	}
 	thisNode := predicate.NewPredicateFuncs(func(o clientObject) bool { return o.GetName() == opts.NodeName })
 	if err := ctrl.NewControllerManagedBy(mgr).Named("kproxy-node").
 		For(&v1.Node{}, builder.WithPredicates(thisNode)).
-		Complete(&nodeReconciler{client: c, builder: b, report: rep}); err != nil {
+		Complete(&nodeReconciler{client: c, builder: b, report: rep, primed: primed}); err != nil {
 		return nil, fmt.Errorf("registering the Node controller: %w", err)
 	}
 
 	agent := &Agent{Builder: b}
 	if err := mgr.Add(&primer{
 		cache: mgr.GetCache(), builder: b, report: rep, nodeName: opts.NodeName,
-		waitForNode: opts.WaitForNodeAddresses, log: log,
+		waitForNode: opts.WaitForNodeAddresses, log: log, done: primed,
 	}); err != nil {
 		return nil, err
 	}

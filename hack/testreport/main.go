@@ -118,6 +118,16 @@ func report(in io.Reader, out io.Writer) (int, error) {
 	if badSkips > 0 {
 		fmt.Fprintf(out, "\n%d tests skipped because this machine lacks something every tier needs (marked !!)\n", badSkips)
 	}
+	if len(failures) > 0 {
+		// Repeated last, because a long log above can push a failure's own message out
+		// of the part of the output a reader (or CI's tail) sees.
+		fmt.Fprintln(out, "\nFailure messages:")
+		for _, k := range failures {
+			for _, l := range failureMessages(outputs[k]) {
+				fmt.Fprintf(out, "   %s %s: %s\n", k.pkg, k.test, l)
+			}
+		}
+	}
 	fmt.Fprintf(out, "\n%d passed, %d failed, %d skipped\n", passed, failed, skipped)
 	if failed > 0 || len(failures) > 0 || buildFailed > 0 || badSkips > 0 {
 		return 1, nil
@@ -132,6 +142,27 @@ func hasFailedTest(failures []key, pkg string) bool {
 		}
 	}
 	return false
+}
+
+// testMessage matches what t.Error, t.Fatal and friends print: "file_test.go:12: msg".
+var testMessage = regexp.MustCompile(`^\s*[\w.-]+\.go:\d+: `)
+
+// failureMessages picks a failed test's own messages (and any panic line) out of its
+// output, at most 20 of them.
+func failureMessages(lines []string) []string {
+	var out []string
+	for _, l := range lines {
+		if testMessage.MatchString(l) || strings.HasPrefix(l, "panic:") {
+			out = append(out, strings.TrimSpace(l))
+			if len(out) == 20 {
+				break
+			}
+		}
+	}
+	if len(out) == 0 {
+		out = append(out, "(no message; see the output above)")
+	}
+	return out
 }
 
 // skipReason is the message the test gave to t.Skip: the last output line that is not

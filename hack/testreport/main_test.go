@@ -36,4 +36,7 @@ func TestReport(t *testing.T) {
 	if code, _ := report(strings.NewReader(fail), &out); code != 1 || !strings.Contains(out.String(), "boom") || !strings.Contains(out.String(), "0 passed, 1 failed") {
 		t.Errorf("failure not reported; code %d\n%s", code, out.String())
 	}
+	if !strings.Contains(out.String(), "Failure messages:\n   q TestC: c_test.go:3: boom\n") {
+		t.Errorf("the failure message is not repeated at the end:\n%s", out.String())
+	}
 }
