@@ -14,8 +14,8 @@ import (
 // The tree branches on the key (destination address, or protocol and port) four bits
 // at a time. A group of at most leaf distinct keys is written out as plain rules; a
 // larger group is split on the first nibble where its keys differ, every child with
-// two or more keys becomes a KUBE-DST- chain entered by one rule matching the child's
-// longest common prefix ("-d 10.96.16.0/20 -j KUBE-DST-..."), and a child with a
+// two or more keys becomes a KUBE-SVC-DST- chain entered by one rule matching the child's
+// longest common prefix ("-d 10.96.16.0/20 -j KUBE-SVC-DST-..."), and a child with a
 // single key is written inline. Levels where every key shares a nibble make no chain
 // (path compression), so the depth is about log16(n/leaf) whatever the address plan.
 //

@@ -20,15 +20,25 @@ const (
 	topCanary           Chain = "KUBE-PROXY-CANARY"
 )
 
-// Prefixes of the hash-named chains. The per-service ones are kube-proxy's; KUBE-DST-
-// is kproxy's dispatch tree (see dispatch.go).
+// Prefixes of the hash-named chains. The per-service ones are kube-proxy's.
+//
+// KUBE-SVC-DST- is kproxy's dispatch tree (see dispatch.go). It sits under kube-proxy's
+// KUBE-SVC- prefix on purpose: kube-proxy flushes and deletes every KUBE-SVC- chain it
+// does not program itself, so a node rolled back from kproxy to kube-proxy loses the
+// dispatch chains in kube-proxy's first sync. Under a prefix kube-proxy does not know,
+// they would survive, still jumping to per-service chains, and kube-proxy's deletion
+// of any such chain would fail its whole restore. The "-" after DST can never appear
+// in a 16-character hash, so the names cannot collide with a service chain's.
 const (
 	clusterChainPrefix  = "KUBE-SVC-"
 	localChainPrefix    = "KUBE-SVL-"
 	externalChainPrefix = "KUBE-EXT-"
 	firewallChainPrefix = "KUBE-FW-"
 	endpointListPrefix  = "KUBE-SEP-"
-	dispatchChainPrefix = "KUBE-DST-"
+	dispatchChainPrefix = "KUBE-SVC-DST-"
+	// legacyDispatchPrefix named the dispatch chains of kproxy before v0.2; they are
+	// still owned, so that an upgrade deletes them.
+	legacyDispatchPrefix = "KUBE-DST-"
 )
 
 // Names of the hairpin ipsets, as kube-proxy's IPVS mode names them.
@@ -88,7 +98,8 @@ func affinityListName(portName string, proto proxier.Protocol, endpoint string) 
 // one top-level chain. The table and the root are hashed in, so trees under different
 // roots never share chains.
 func dispatchChainName(table Table, root Chain, prefix string) Chain {
-	return Chain(dispatchChainPrefix + nameHash(string(table)+" "+string(root)+" "+prefix))
+	// 15 hash characters keep the name within iptables' 28.
+	return Chain(dispatchChainPrefix + nameHash(string(table)+" "+string(root)+" "+prefix)[:15])
 }
 
 // EndpointChains returns the names of the chains that hold a service port's DNAT rules:

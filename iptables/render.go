@@ -14,7 +14,7 @@ import (
 // KUBE-SVC-/KUBE-SVL-/KUBE-EXT-/KUBE-FW- and in the filter chains) with two changes
 // for speed: endpoints are DNAT rules inside KUBE-SVC-/KUBE-SVL- instead of one
 // KUBE-SEP- chain each, and the per-destination rules of the top-level chains are laid
-// out as a dispatch tree of KUBE-DST- chains (see dispatcher). In short:
+// out as a dispatch tree of KUBE-SVC-DST- chains (see dispatcher). In short:
 //
 //	nat    KUBE-SERVICES      tree of "-d IP -p P --dport N -j KUBE-SVC-/SVL-/EXT-/FW-",
 //	                          then the jump(s) to KUBE-NODEPORTS

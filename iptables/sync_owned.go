@@ -19,8 +19,9 @@ var ownedFixedChains = map[Table]map[Chain]bool{
 }
 
 // ownedChainPrefixes are the per-service chain families: kube-proxy's hash-named
-// chains and kproxy's dispatch tree.
-var ownedChainPrefixes = []string{"KUBE-SVC-", "KUBE-SVL-", "KUBE-EXT-", "KUBE-FW-", "KUBE-SEP-", "KUBE-DST-"}
+// chains (kproxy's dispatch tree among them) and older kproxy versions' dispatch tree.
+var ownedChainPrefixes = []string{clusterChainPrefix, localChainPrefix, externalChainPrefix, firewallChainPrefix,
+	endpointListPrefix, legacyDispatchPrefix}
 
 // canaryChain is created empty in mangle, nat and filter; its absence after it was
 // written means someone flushed the tables behind our back.

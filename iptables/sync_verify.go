@@ -29,7 +29,7 @@ const sampleWindow = 256
 //   - the built-in chains holding the bootstrap jumps, and every other owned chain
 //     with a fixed name (KUBE-SERVICES, KUBE-NODEPORTS, KUBE-POSTROUTING,
 //     KUBE-FORWARD, ...), through which all traffic enters kproxy's rules;
-//   - a window of sampleWindow hash-named chains (KUBE-SVC-, KUBE-DST-, ...), a
+//   - a window of sampleWindow hash-named chains (KUBE-SVC-, KUBE-SVC-DST-, ...), a
 //     different window each time.
 //
 // If all of them hold exactly what was last written, the kernel is taken to hold the

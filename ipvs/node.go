@@ -98,7 +98,7 @@ func (n *NodeProxier) Close() error {
 // needs. It fails with an error matching ErrUnavailable when the kernel has no IPVS.
 //
 // A node switched from iptables mode still holds that mode's chains (KUBE-SVC-*,
-// KUBE-SEP-*, KUBE-DST-*, KUBE-NODEPORTS, the filter table's KUBE-SERVICES, the
+// KUBE-SEP-*, KUBE-SVC-DST-* (KUBE-DST-* before), KUBE-NODEPORTS, the filter table's KUBE-SERVICES, the
 // canaries...), whose REJECT rules would keep answering for services IPVS now serves.
 // NewNodeProxier removes them, their bootstrap jumps, and the rules in the chains the
 // glue shares with iptables mode that lead there; the shared chains themselves
