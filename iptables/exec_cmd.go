@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
 	"os/exec"
 	"strings"
 	"time"
@@ -17,7 +18,10 @@ import (
 type cmdRunner struct {
 	ns      *netnsRunner
 	backend Backend
-	log     logr.Logger
+	// env is added to the caller's environment of every process; see
+	// ExecOptions.Env.
+	env []string
+	log logr.Logger
 }
 
 // run executes bin with args, feeding stdin when non-nil, and returns
@@ -32,6 +36,9 @@ func (r *cmdRunner) run(ctx context.Context, op, bin string, args []string, stdi
 		}
 		cmd.Stdout = &stdout
 		cmd.Stderr = &stderr
+		if len(r.env) > 0 {
+			cmd.Env = append(os.Environ(), r.env...)
+		}
 		return cmd.Run()
 	})
 	r.log.V(4).Info("ran iptables", "op", op, "cmd", bin, "args", args, "stdinBytes", len(stdin),

@@ -40,6 +40,16 @@ type ExecOptions struct {
 	// iptables-restore older than 1.6.2, which cannot wait on its own.
 	// Empty means DefaultLockFile.
 	LockFile string
+	// Env holds extra "KEY=VALUE" environment entries for the iptables,
+	// iptables-save and iptables-restore processes this kernel starts itself
+	// (every Save and Restore, so every sync), on top of the caller's
+	// environment. It exists so that a test can point iptables-legacy at a
+	// private lock with XTABLES_LOCKFILE (together with LockFile) and hold
+	// that lock without blocking the rest of the host; a process-wide
+	// setenv would redirect every other iptables user in the process too.
+	// The single-rule helpers that go through go-iptables (bootstrap and
+	// cleanup) always inherit the caller's environment.
+	Env []string
 }
 
 // ExecKernel implements Kernel by executing the iptables binaries of one
@@ -91,7 +101,7 @@ func NewExecKernel(ctx context.Context, opts ExecOptions) (*ExecKernel, error) {
 		detection: det,
 		wait:      opts.WaitSeconds,
 		lockFile:  opts.LockFile,
-		run:       &cmdRunner{ns: ns, backend: det.Backend, log: opts.Logger.WithValues("backend", det.Backend)},
+		run:       &cmdRunner{ns: ns, backend: det.Backend, env: opts.Env, log: opts.Logger.WithValues("backend", det.Backend)},
 	}
 	if k.wait == 0 {
 		k.wait = DefaultWaitSeconds
