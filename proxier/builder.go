@@ -237,16 +237,24 @@ func (b *Builder) store(sp *ServicePort) {
 	b.dirty[sp.Name] = struct{}{}
 }
 
-// mergeEndpoints collects a port's endpoints from all slices of its service. An address
-// listed twice (e.g. while a pod IP is reused, or an endpoint moves between slices)
-// counts once: the ready copy wins, then a non-terminating one, then the one in the
-// slice whose name sorts first, so the result never depends on map order.
+// mergeEndpoints collects a port's endpoints from all slices of its service that are of
+// one of its cluster IPs' families. An address listed twice (e.g. while a pod IP is
+// reused, or an endpoint moves between slices) counts once: the ready copy wins, then a
+// non-terminating one, then the one in the slice whose name sorts first, so the result
+// never depends on map order.
 func mergeEndpoints(sp *ServicePort, slicesOf map[sliceKey]*parsedSlice) []Endpoint {
 	keys := slices.SortedFunc(maps.Keys(slicesOf), func(a, b sliceKey) int { return cmpString(a.name, b.name) })
 	var out []Endpoint
 	var index map[netip.AddrPort]int
 	for _, key := range keys {
 		s := slicesOf[key]
+		if _, ok := sp.ClusterIP(s.family); !ok {
+			// A slice of a family the Service has no cluster IP of (one left behind
+			// when a Service went from dual-stack to single-stack, or written by
+			// hand) lends it no endpoints: no backend could program them, and the
+			// health check must not count them as local endpoints.
+			continue
+		}
 		for _, p := range s.ports {
 			if p.name != sp.Name.Port || p.protocol != sp.Name.Protocol {
 				continue

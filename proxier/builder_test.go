@@ -1550,3 +1550,24 @@ func TestBuilderConcurrentUpdates(t *testing.T) {
 	}
 	t.Logf("%d snapshots, %d ports at the end", snapshots, final.Len())
 }
+
+// A slice of a family the Service has no cluster IP of (say, left behind when the
+// Service went from dual-stack to IPv4 only) lends it no endpoints; the endpoints come
+// back when the Service gains that family again.
+func TestBuilderIgnoresSlicesOfAnotherFamily(t *testing.T) {
+	b := newTestBuilder()
+	mustUpsert(t, b,
+		newService("a", withClusterIPs("10.96.0.1")),
+		newSlice("v4", "a", apiEndpoint("10.0.0.1")),
+		modSlice(newSlice("v6", "a", apiEndpoint("fd00::1")), withAddressType(discovery.AddressTypeIPv6)),
+	)
+	st, _ := b.Snapshot()
+	assertPorts(t, st, basePort("a", withEndpoints(modelEP("10.0.0.1:8080"))))
+
+	mustUpsert(t, b, newService("a", withClusterIPs("10.96.0.1", "fd00:96::1")))
+	st, cs := b.Snapshot()
+	assertChanges(t, cs, false, portName("a", "http", ProtocolTCP))
+	assertPorts(t, st, basePort("a",
+		func(sp *ServicePort) { sp.ClusterIPs = addrs("10.96.0.1", "fd00:96::1") },
+		withEndpoints(modelEP("10.0.0.1:8080"), modelEP("[fd00::1]:8080"))))
+}

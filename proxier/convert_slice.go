@@ -22,7 +22,9 @@ type slicePort struct {
 // parsedSlice is the validated content of one EndpointSlice: the ports and the
 // endpoints, kept apart because every endpoint serves every port of its slice.
 type parsedSlice struct {
-	service   ServiceName
+	service ServiceName
+	// family is the address type; every endpoint is of it.
+	family    IPFamily
 	ports     []slicePort
 	endpoints []Endpoint // Port is left zero; filled per service port
 	trigger   time.Time
@@ -117,6 +119,7 @@ func sliceFromAPI(s *discovery.EndpointSlice, nodeName string) (*parsedSlice, er
 		}
 		out.endpoints = append(out.endpoints, endpointFromAPI(ep, ip, nodeName))
 	}
+	out.family = family
 	if len(errs) > 0 {
 		return nil, &InvalidObjectError{Kind: "EndpointSlice", Namespace: s.Namespace, Name: s.Name,
 			Service: out.service, Errs: errs}

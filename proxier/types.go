@@ -159,8 +159,8 @@ type ServicePort struct {
 	// load balancers when ExternalPolicy is Local; 0 when there is none.
 	HealthCheckNodePort uint16
 
-	// Endpoints are every endpoint of this port from all of the Service's
-	// EndpointSlices, de-duplicated and sorted by address then port. Use
+	// Endpoints are every endpoint of this port from the Service's EndpointSlices
+	// of its cluster IPs' families, de-duplicated and sorted by address then port. Use
 	// CategorizeEndpoints to select the ones a packet may reach.
 	Endpoints []Endpoint
 }
