@@ -99,7 +99,7 @@ func affinityListName(portName string, proto proxier.Protocol, endpoint string) 
 // roots never share chains.
 func dispatchChainName(table Table, root Chain, prefix string) Chain {
 	// 15 hash characters keep the name within iptables' 28.
-	return Chain(dispatchChainPrefix + nameHash(string(table)+" "+string(root)+" "+prefix)[:15])
+	return Chain(dispatchChainPrefix + nameHash(string(table) + " " + string(root) + " " + prefix)[:15])
 }
 
 // EndpointChains returns the names of the chains that hold a service port's DNAT rules:
