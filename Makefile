@@ -36,6 +36,11 @@ test: deps envtest-assets vm-assets vet
 	echo "test: envtest binaries: $$($$assets/kube-apiserver --version), etcd $$($$assets/etcd --version | head -1)"; \
 	set -o pipefail; KUBEBUILDER_ASSETS=$$assets \
 		$(GO) test -race -count=1 -json -timeout 25m $(GOTEST_FLAGS) ./... | $(GO) run ./hack/testreport
+	@echo "test: fuzzing model+render for $(FUZZTIME) beyond the seed corpus"
+	$(GO) test -run '^$$' -fuzz '^FuzzModelRender$$' -fuzztime $(FUZZTIME) ./test/fuzz/
+
+# How long `make test` fuzzes beyond the committed seed corpus (which every run replays).
+FUZZTIME ?= 20s
 
 # Unit tests only: no root, no apiserver, no VM.
 unit:
