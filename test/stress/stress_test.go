@@ -100,6 +100,10 @@ func TestRandomChangesConverge(t *testing.T) {
 	var diffs []string
 	for {
 		if !a.waitIdle(time.Second, time.Until(deadline)) {
+			if len(diffs) > 0 {
+				// The deadline passed while retrying a mismatch: that mismatch is the failure.
+				t.Fatalf("the kernel does not match the final API state (%d differences):\n  %s", len(diffs), strings.Join(diffs[:min(10, len(diffs))], "\n  "))
+			}
 			t.Fatalf("kproxy never became idle: %v (pending changes %d)", a.syncs.snapshot(), a.builder.PendingChanges())
 		}
 		rs, state, err := expectedRuleset(ctx, env.Client, a.render)
