@@ -23,6 +23,11 @@ type Options struct {
 	// ServiceCIDR is the apiserver's --service-cluster-ip-range. envtest's default is
 	// a /24, too small for scale tests. Default 10.96.0.0/12.
 	ServiceCIDR string
+	// NoEndpointReconciler keeps the API server from publishing its own address as the
+	// endpoint of the default/kubernetes Service (--endpoint-reconciler-type=none).
+	// A stopping API server withdraws that endpoint, racing its own shutdown; tests
+	// that stop it (StopAPIServer) and expect nothing to change set this.
+	NoEndpointReconciler bool
 }
 
 // Env is a running control plane.
@@ -64,18 +69,52 @@ func New(opts Options) (*Env, error) {
 	if err != nil {
 		return nil, fmt.Errorf("envtest binaries: %w", err)
 	}
+	dir, err := os.MkdirTemp("", "kproxy-envtest-")
+	if err != nil {
+		return nil, err
+	}
 	te := &crenvtest.Environment{BinaryAssetsDirectory: assets}
-	te.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", opts.ServiceCIDR)
+	api := te.ControlPlane.GetAPIServer()
+	api.Configure().Set("service-cluster-ip-range", opts.ServiceCIDR)
+	// Close open watches when stopping instead of waiting up to a minute for clients
+	// (a proxy under test) to let go: a stop then takes well under envtest's 20 s.
+	api.Configure().Set("shutdown-watch-termination-grace-period", "2s")
+	if opts.NoEndpointReconciler {
+		api.Configure().Set("endpoint-reconciler-type", "none")
+	}
+	// A certificate folder of our own outlives Stop (envtest deletes one it made
+	// itself), so StartAPIServer serves the same certificates: clients holding the
+	// old kubeconfig reconnect without noticing.
+	api.CertDir = filepath.Join(dir, "apiserver")
+	if err := os.Mkdir(api.CertDir, 0o700); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
 	cfg, err := te.Start()
 	if err != nil {
+		os.RemoveAll(dir)
 		return nil, fmt.Errorf("starting kube-apiserver and etcd: %w", err)
 	}
-	e := &Env{Config: cfg, env: te}
+	e := &Env{Config: cfg, env: te, dir: dir}
 	if err := e.init(); err != nil {
-		_ = te.Stop()
+		_ = e.Stop()
 		return nil, err
 	}
 	return e, nil
+}
+
+// StopAPIServer stops only the kube-apiserver, gracefully (SIGTERM), as an API server
+// outage looks to a node: etcd and everything stored keep running. Connections to it
+// are refused until StartAPIServer.
+func (e *Env) StopAPIServer() error {
+	return e.env.ControlPlane.APIServer.Stop()
+}
+
+// StartAPIServer starts the kube-apiserver StopAPIServer stopped again, on the same
+// address and port, with the same serving certificates and client CA, against the same
+// etcd, and waits until it is healthy: Config and Kubeconfig stay valid.
+func (e *Env) StartAPIServer() error {
+	return e.env.ControlPlane.APIServer.Start()
 }
 
 func (e *Env) init() error {
@@ -93,18 +132,13 @@ func (e *Env) init() error {
 		return fmt.Errorf("apiserver version: %w", err)
 	}
 	e.Version = v.GitVersion
-	if e.dir, err = os.MkdirTemp("", "kproxy-envtest-"); err != nil {
-		return err
-	}
 	e.Kubeconfig = filepath.Join(e.dir, "kubeconfig")
 	return WriteKubeconfig(e.Config, e.Kubeconfig)
 }
 
 // Stop stops the control plane and removes its files.
 func (e *Env) Stop() error {
-	if e.dir != "" {
-		defer os.RemoveAll(e.dir)
-	}
+	defer os.RemoveAll(e.dir)
 	return e.env.Stop()
 }
 
