@@ -192,29 +192,11 @@ func apiserverInNamespace(t *testing.T, env *envtest.Env, ns *netns.NS) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := ns.Listen("tcp", net.JoinHostPort("127.0.0.1", port))
+	relay, err := ns.NewRelay(net.JoinHostPort("127.0.0.1", port), host)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			in, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer in.Close()
-				out, err := net.Dial("tcp", host)
-				if err != nil {
-					return
-				}
-				defer out.Close()
-				go func() { _, _ = io.Copy(out, in) }()
-				_, _ = io.Copy(in, out)
-			}()
-		}
-	}()
+	t.Cleanup(relay.Close)
 	cfg, err := clientcmd.LoadFromFile(env.Kubeconfig)
 	if err != nil {
 		t.Fatal(err)

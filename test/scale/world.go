@@ -4,11 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"strconv"
-	"sync"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -29,7 +27,7 @@ type World struct {
 	Kubeconfig string
 	Pods       []*netns.Pod
 	Client     *netns.Host
-	relay      *relay
+	relay      *netns.Relay
 }
 
 // NewWorld builds a world whose proxies reach c through a relay. The caller must Close it
@@ -57,11 +55,9 @@ func NewWorld(c *Cluster) (w *World, err error) {
 	if err != nil {
 		return nil, err
 	}
-	ln, err := topo.Node.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(relayPort)))
-	if err != nil {
+	if w.relay, err = topo.Node.NewRelay(net.JoinHostPort("127.0.0.1", strconv.Itoa(relayPort)), u.Host); err != nil {
 		return nil, err
 	}
-	w.relay = newRelay(ln, u.Host)
 	w.Kubeconfig, err = c.kubeconfigFor(net.JoinHostPort("127.0.0.1", strconv.Itoa(relayPort)), "node-"+topo.ID)
 	if err != nil {
 		return nil, err
@@ -103,90 +99,6 @@ func (w *World) Close() error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
-}
-
-// relay forwards TCP connections accepted in one namespace to an address reachable from
-// the harness (the envtest apiserver on the host's loopback).
-type relay struct {
-	ln   net.Listener
-	to   string
-	mu   sync.Mutex
-	conn map[net.Conn]struct{}
-	done bool
-	wg   sync.WaitGroup
-}
-
-func newRelay(ln net.Listener, to string) *relay {
-	r := &relay{ln: ln, to: to, conn: map[net.Conn]struct{}{}}
-	r.wg.Go(r.accept)
-	return r
-}
-
-func (r *relay) accept() {
-	for {
-		in, err := r.ln.Accept()
-		if err != nil {
-			return
-		}
-		out, err := net.Dial("tcp", r.to)
-		if err != nil {
-			in.Close()
-			continue
-		}
-		if !r.track(in, out) {
-			return
-		}
-		r.wg.Go(func() { r.pipe(in, out) })
-	}
-}
-
-// track records a connection pair; false when the relay is closing.
-func (r *relay) track(cs ...net.Conn) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.done {
-		for _, c := range cs {
-			c.Close()
-		}
-		return false
-	}
-	for _, c := range cs {
-		r.conn[c] = struct{}{}
-	}
-	return true
-}
-
-// pipe copies both ways and closes both sides as soon as either direction ends, so a
-// proxy that dies does not leave a watch stream open on the apiserver.
-func (r *relay) pipe(in, out net.Conn) {
-	var once sync.Once
-	closeBoth := func() {
-		once.Do(func() {
-			in.Close()
-			out.Close()
-			r.mu.Lock()
-			delete(r.conn, in)
-			delete(r.conn, out)
-			r.mu.Unlock()
-		})
-	}
-	var wg sync.WaitGroup
-	wg.Go(func() { _, _ = io.Copy(out, in); closeBoth() })
-	_, _ = io.Copy(in, out)
-	closeBoth()
-	wg.Wait()
-}
-
-// Close stops accepting, closes every relayed connection and waits for the goroutines.
-func (r *relay) Close() {
-	r.mu.Lock()
-	r.done = true
-	r.ln.Close()
-	for c := range r.conn {
-		c.Close()
-	}
-	r.mu.Unlock()
-	r.wg.Wait()
 }
 
 // String names the world for logs.
