@@ -14,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -74,7 +73,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	// Start kproxy inside the node namespace.
-	logs := &syncBuffer{}
+	logs := &netns.Output{}
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
 	cmd := node.Command(runCtx, kproxyBin, "--kubeconfig", kubeconfig, "--hostname-override", nodeName, "--proxy-mode=iptables",
@@ -93,7 +92,7 @@ func TestEndToEnd(t *testing.T) {
 	}()
 
 	// ClusterIP and NodePort from the client, through the node's rules.
-	eventually(t, ctx, "the ClusterIP answers", func() error {
+	netns.Eventually(t, time.Minute, "the ClusterIP answers", func() error {
 		_, err := clientNS.DialTCP(ctx, netip.AddrPortFrom(clusterIP, 80), time.Second)
 		return err
 	})
@@ -108,7 +107,7 @@ func TestEndToEnd(t *testing.T) {
 	if !seen[local.Label] || !seen[remote.Label] {
 		t.Errorf("ClusterIP balanced to %v, want both %s and %s", seen, local.Label, remote.Label)
 	}
-	eventually(t, ctx, "the NodePort answers", func() error {
+	netns.Eventually(t, time.Minute, "the NodePort answers", func() error {
 		rep, err := clientNS.DialTCP(ctx, netip.AddrPortFrom(node.V4, nodePort), time.Second)
 		if err == nil && rep.Server != local.Label && rep.Server != remote.Label {
 			err = fmt.Errorf("unexpected server %q", rep.Server)
@@ -121,7 +120,7 @@ func TestEndToEnd(t *testing.T) {
 	var health struct {
 		NodeEligible bool `json:"nodeEligible"`
 	}
-	eventually(t, ctx, "/healthz answers 200", func() error {
+	netns.Eventually(t, time.Minute, "/healthz answers 200", func() error {
 		return getJSON(hc, "http://127.0.0.1:10256/healthz", http.StatusOK, &health)
 	})
 	if !health.NodeEligible {
@@ -144,7 +143,7 @@ func TestEndToEnd(t *testing.T) {
 		LocalEndpoints int `json:"localEndpoints"`
 		Service        struct{ Namespace, Name string }
 	}
-	eventually(t, ctx, "the health check node port answers 200", func() error {
+	netns.Eventually(t, time.Minute, "the health check node port answers 200", func() error {
 		return getJSON(clientNS.HTTPClient(2*time.Second), fmt.Sprintf("http://%s/", netip.AddrPortFrom(node.V4, hcPort)), http.StatusOK, &svcHealth)
 	})
 	if svcHealth.LocalEndpoints != 1 || svcHealth.Service.Name != "lb" {
@@ -237,21 +236,6 @@ func mustCreate(t *testing.T, c client.Client, objs ...client.Object) {
 	}
 }
 
-func eventually(t *testing.T, ctx context.Context, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			t.Fatalf("timed out waiting until %s: %v", what, err)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
-}
-
 func get(c *http.Client, url string) (string, error) {
 	resp, err := c.Get(url)
 	if err != nil {
@@ -282,24 +266,6 @@ func getJSON(c *http.Client, url string, code int, into any) error {
 		return nil
 	}
 	return json.Unmarshal(b, into)
-}
-
-// syncBuffer collects the process output from two pipes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestInitOnlyInNamespace runs --init-only in a fresh network namespace: it sets the

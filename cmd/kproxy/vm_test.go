@@ -84,7 +84,7 @@ func TestVMInsideIPVSMode(t *testing.T) {
 
 	// 1. iptables mode programs its chains.
 	kp := startKproxy(t, ctx, node.NS, iptablesMode...)
-	eventually(t, ctx, "iptables mode programs the service", func() error {
+	netns.Eventually(t, time.Minute, "iptables mode programs the service", func() error {
 		if len(k.iptablesModeChains()) == 0 {
 			return fmt.Errorf("no iptables-mode chains yet")
 		}
@@ -95,7 +95,7 @@ func TestVMInsideIPVSMode(t *testing.T) {
 
 	// 2. ipvs mode: iptables mode's chains go, IPVS serves the ClusterIP and the NodePort.
 	kp = startKproxy(t, ctx, node.NS, ipvsMode...)
-	eventually(t, ctx, "ipvs mode programs the service", func() error {
+	netns.Eventually(t, time.Minute, "ipvs mode programs the service", func() error {
 		if !k.hasVirtualServer(clusterVIP) || !k.hasVirtualServer(nodePortVIP) {
 			return fmt.Errorf("virtual servers %v and %v not both there yet", clusterVIP, nodePortVIP)
 		}
@@ -120,7 +120,7 @@ func TestVMInsideIPVSMode(t *testing.T) {
 	if !seen[local.Label] || !seen[remote.Label] {
 		t.Errorf("ClusterIP balanced to %v, want both %s and %s", seen, local.Label, remote.Label)
 	}
-	eventually(t, ctx, "the NodePort answers through IPVS", func() error {
+	netns.Eventually(t, time.Minute, "the NodePort answers through IPVS", func() error {
 		rep, err := clientNS.DialTCP(ctx, nodePortVIP, time.Second)
 		if err == nil && rep.Server != local.Label && rep.Server != remote.Label {
 			err = fmt.Errorf("unexpected server %q", rep.Server)
@@ -128,7 +128,7 @@ func TestVMInsideIPVSMode(t *testing.T) {
 		return err
 	})
 	hc := node.HTTPClient(2 * time.Second)
-	eventually(t, ctx, "/healthz answers 200", func() error {
+	netns.Eventually(t, time.Minute, "/healthz answers 200", func() error {
 		return getJSON(hc, "http://127.0.0.1:10256/healthz", 200, nil)
 	})
 	if mode, err := get(hc, "http://127.0.0.1:10249/proxyMode"); err != nil || mode != "ipvs" {
@@ -139,7 +139,7 @@ func TestVMInsideIPVSMode(t *testing.T) {
 	if err := c.Update(ctx, webSlice); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, ctx, "the removed endpoint stops getting new connections", func() error {
+	netns.Eventually(t, time.Minute, "the removed endpoint stops getting new connections", func() error {
 		for range 6 {
 			rep, err := clientNS.DialTCP(ctx, clusterVIP, 2*time.Second)
 			if err != nil {
@@ -158,7 +158,7 @@ func TestVMInsideIPVSMode(t *testing.T) {
 
 	// 3. Back to iptables mode: what IPVS mode left goes.
 	kp = startKproxy(t, ctx, node.NS, iptablesMode...)
-	eventually(t, ctx, "iptables mode takes over again", func() error {
+	netns.Eventually(t, time.Minute, "iptables mode takes over again", func() error {
 		if len(k.iptablesModeChains()) == 0 {
 			return fmt.Errorf("no iptables-mode chains yet")
 		}
@@ -173,7 +173,7 @@ func TestVMInsideIPVSMode(t *testing.T) {
 	if rules := k.save(); strings.Contains(rules, "KUBE-IPVS-FILTER") || strings.Contains(rules, "KUBE-CLUSTER-IP") {
 		t.Errorf("iptables mode left IPVS mode's glue:\n%s", rules)
 	}
-	eventually(t, ctx, "the ClusterIP answers through iptables", func() error {
+	netns.Eventually(t, time.Minute, "the ClusterIP answers through iptables", func() error {
 		_, err := clientNS.DialTCP(ctx, clusterVIP, time.Second)
 		return err
 	})
@@ -194,7 +194,7 @@ func TestVMInsideIPVSMode(t *testing.T) {
 // vmKproxy is kproxy running in a namespace.
 type vmKproxy struct {
 	cmd    *netns.Cmd
-	logs   *syncBuffer
+	logs   *netns.Output
 	cancel context.CancelFunc
 	exited chan error
 }
@@ -203,7 +203,7 @@ type vmKproxy struct {
 func startKproxy(t *testing.T, ctx context.Context, ns *netns.NS, args ...string) *vmKproxy {
 	t.Helper()
 	runCtx, cancel := context.WithCancel(ctx)
-	k := &vmKproxy{logs: &syncBuffer{}, cancel: cancel, exited: make(chan error, 1)}
+	k := &vmKproxy{logs: &netns.Output{}, cancel: cancel, exited: make(chan error, 1)}
 	k.cmd = ns.Command(runCtx, kproxyBin, args...)
 	k.cmd.Stdout, k.cmd.Stderr = k.logs, k.logs
 	k.cmd.Cancel = func() error { return k.cmd.Process.Signal(syscall.SIGTERM) }

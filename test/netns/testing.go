@@ -3,6 +3,7 @@ package netns
 import (
 	"os"
 	"testing"
+	"time"
 )
 
 // RequireRoot skips the test unless it runs as root: creating namespaces, links and bind
@@ -46,4 +47,22 @@ func NewNS(tb testing.TB, label string) *NS {
 		}
 	})
 	return n
+}
+
+// Eventually calls f every 250 ms until it returns nil, and fails the test with f's
+// last error when timeout passes or the test's context ends first. Proxies program
+// changes asynchronously, so tests of what reaches the kernel wait this way.
+func Eventually(tb testing.TB, timeout time.Duration, what string, f func() error) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) || tb.Context().Err() != nil {
+			tb.Fatalf("timed out after %s waiting until %s: %v", timeout, what, err)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kproxy/kproxy/test/envtest"
+	"github.com/kproxy/kproxy/test/netns"
 )
 
 // outage is how long the API server stays down, as issue #8 asks.
@@ -76,14 +77,14 @@ func TestAPIServerOutage(t *testing.T) {
 	late := service("late", v1.ServiceTypeClusterIP)
 	w.create(t, late, w.endpointSlice("late", remote0))
 	lateAddr := netip.AddrPortFrom(netip.MustParseAddr(late.Spec.ClusterIP), 80)
-	eventually(t, 90*time.Second, "the Service created after the restart answers", func() error {
+	netns.Eventually(t, 90*time.Second, "the Service created after the restart answers", func() error {
 		if err := p.alive(); err != nil {
 			return err
 		}
 		_, err := w.client.DialTCP(t.Context(), lateAddr, time.Second)
 		return err
 	})
-	eventually(t, 30*time.Second, "the endpoint added after the restart answers", func() error {
+	netns.Eventually(t, 30*time.Second, "the endpoint added after the restart answers", func() error {
 		rep, err := w.client.DialTCP(t.Context(), w.clusterIP, time.Second)
 		if err == nil && rep.Server != local1.Label {
 			err = fmt.Errorf("answered by %s", rep.Server)

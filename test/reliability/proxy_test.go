@@ -10,7 +10,6 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -50,7 +49,7 @@ func (w *world) proxyArgs() []string {
 type proxy struct {
 	name   string
 	cmd    *netns.Cmd
-	logs   *syncBuffer
+	logs   *netns.Output
 	exited chan struct{}
 }
 
@@ -59,7 +58,7 @@ type proxy struct {
 // test failed.
 func (w *world) startProxy(t *testing.T, name, binary string) *proxy {
 	t.Helper()
-	p := &proxy{name: name, logs: &syncBuffer{}, exited: make(chan struct{})}
+	p := &proxy{name: name, logs: &netns.Output{}, exited: make(chan struct{})}
 	p.cmd = w.node.Command(context.Background(), binary, w.proxyArgs()...)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	// Its own process group, so that a signal to the test does not reach it and a
@@ -196,22 +195,4 @@ func (w *world) get(url string) ([]byte, int, error) {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return b, resp.StatusCode, err
-}
-
-// syncBuffer collects a process's output from two pipes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -12,6 +12,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 
 	"github.com/kproxy/kproxy/test/envtest"
+	"github.com/kproxy/kproxy/test/netns"
 )
 
 // TestRollbackToKubeProxy hands a node back from kproxy to upstream kube-proxy, the way
@@ -52,7 +53,7 @@ func TestRollbackToKubeProxy(t *testing.T) {
 	pr.Mark("start kube-proxy")
 	kp := w.startProxy(t, "kube-proxy", bin)
 	w.waitServing(t, kp)
-	eventually(t, 60*time.Second, "kube-proxy's first sync removed kproxy's dispatch chains", func() error {
+	netns.Eventually(t, 60*time.Second, "kube-proxy's first sync removed kproxy's dispatch chains", func() error {
 		if d := dispatchChains(w.saveRules(t)); len(d) > 0 {
 			return fmt.Errorf("still there: %v", d)
 		}
@@ -69,11 +70,11 @@ func TestRollbackToKubeProxy(t *testing.T) {
 	after := service("after", v1.ServiceTypeClusterIP)
 	w.create(t, after, w.endpointSlice("after", local))
 	afterAddr := netip.AddrPortFrom(netip.MustParseAddr(after.Spec.ClusterIP), 80)
-	eventually(t, 60*time.Second, "kube-proxy serves a Service created after the rollback", func() error {
+	netns.Eventually(t, 60*time.Second, "kube-proxy serves a Service created after the rollback", func() error {
 		_, err := w.client.DialTCP(t.Context(), afterAddr, time.Second)
 		return err
 	})
-	eventually(t, 3*syncPeriod+30*time.Second, "kube-proxy deleted the chain of the deleted Service", func() error {
+	netns.Eventually(t, 3*syncPeriod+30*time.Second, "kube-proxy deleted the chain of the deleted Service", func() error {
 		if w.saveRules(t).chains[gone] {
 			return fmt.Errorf("%s still exists", gone)
 		}
@@ -95,7 +96,7 @@ func svcChainOf(t *testing.T, w *world, svc *v1.Service) string {
 	t.Helper()
 	want := fmt.Sprintf("%s/%s cluster IP", svc.Namespace, svc.Name)
 	var chain string
-	eventually(t, 30*time.Second, "kube-proxy programs "+svc.Name, func() error {
+	netns.Eventually(t, 30*time.Second, "kube-proxy programs "+svc.Name, func() error {
 		for _, r := range w.saveRules(t).rules["nat/KUBE-SERVICES"] {
 			if c, ok := jumpWithComment(r, want); ok {
 				chain = c

@@ -20,7 +20,7 @@ func (w *world) targets() []target {
 func (w *world) waitServing(t *testing.T, p *proxy) {
 	t.Helper()
 	for _, tg := range w.targets() {
-		eventually(t, 90*time.Second, tg.name+" answers", func() error {
+		netns.Eventually(t, 90*time.Second, tg.name+" answers", func() error {
 			if err := p.alive(); err != nil {
 				return err
 			}
@@ -34,7 +34,7 @@ func (w *world) waitServing(t *testing.T, p *proxy) {
 // server answers and counts one.
 func (w *world) waitSynced(t *testing.T, p *proxy) {
 	t.Helper()
-	eventually(t, 90*time.Second, p.name+" has synced", func() error {
+	netns.Eventually(t, 90*time.Second, p.name+" has synced", func() error {
 		if err := p.alive(); err != nil {
 			return err
 		}

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
-	"time"
 
 	v1 "k8s.io/api/core/v1"
 	discovery "k8s.io/api/discovery/v1"
@@ -170,21 +169,5 @@ func (w *world) setSliceEndpoints(t *testing.T, svc string, pods ...*netns.Pod) 
 	w.setEndpoints(s, pods...)
 	if err := w.env.Client.Update(t.Context(), s); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// eventually retries f every 250 ms until it succeeds or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) || t.Context().Err() != nil {
-			t.Fatalf("timed out after %s waiting until %s: %v", timeout, what, err)
-		}
-		time.Sleep(250 * time.Millisecond)
 	}
 }

@@ -1,7 +1,6 @@
 package security
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -9,7 +8,6 @@ import (
 	"net/netip"
 	"net/url"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -39,7 +37,7 @@ type node struct {
 	name string
 	// namespace holds the test's Services and EndpointSlices.
 	namespace string
-	logs      *syncBuffer
+	logs      *netns.Output
 }
 
 // startNode builds the topology, creates the Node and a Kubernetes namespace, starts
@@ -51,7 +49,7 @@ func startNode(t *testing.T, extra ...string) *node {
 	if _, err := topo.Node.Pods[0].ServeTCP(podPort); err != nil {
 		t.Fatal(err)
 	}
-	n := &node{env: env, topo: topo, name: "node-" + topo.ID, namespace: "sec-" + topo.ID, logs: &syncBuffer{}}
+	n := &node{env: env, topo: topo, name: "node-" + topo.ID, namespace: "sec-" + topo.ID, logs: &netns.Output{}}
 	ctx := context.Background()
 	mustCreate(t, env.Client, &v1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: n.namespace}})
 	n.createNodeObject(t)
@@ -83,7 +81,7 @@ func startNode(t *testing.T, extra ...string) *node {
 		}
 	})
 	hc := topo.Node.HTTPClient(2 * time.Second)
-	eventually(t, "kproxy's /healthz answers 200", func() error {
+	netns.Eventually(t, time.Minute, "kproxy's /healthz answers 200", func() error {
 		select {
 		case <-exited:
 			return fmt.Errorf("kproxy exited: %v", cmd.ProcessState)
@@ -148,7 +146,7 @@ func (n *node) service(t *testing.T, name string, mutate func(*v1.Service), ingr
 func (n *node) reachesPod(t *testing.T, from *netns.NS, addr netip.AddrPort) {
 	t.Helper()
 	pod := n.topo.Node.Pods[0]
-	eventually(t, fmt.Sprintf("%s reaches the pod through %s", from, addr), func() error {
+	netns.Eventually(t, time.Minute, fmt.Sprintf("%s reaches the pod through %s", from, addr), func() error {
 		rep, err := from.DialTCP(context.Background(), addr, time.Second)
 		if err == nil && rep.Server != pod.Label {
 			err = fmt.Errorf("answered by %q, want %q", rep.Server, pod.Label)
@@ -198,22 +196,6 @@ func mustCreate(t *testing.T, c client.Client, objs ...client.Object) {
 	}
 }
 
-// eventually retries f for up to a minute: kproxy programs changes asynchronously.
-func eventually(t *testing.T, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s: %v", what, err)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
-}
-
 // get fetches url and fails unless the answer is 200.
 func get(c *http.Client, url string) error {
 	resp, err := c.Get(url)
@@ -225,22 +207,4 @@ func get(c *http.Client, url string) error {
 		return fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
 	return nil
-}
-
-// syncBuffer collects the process output from two pipes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
