@@ -170,19 +170,6 @@ func jumpText(j Jump) string {
 	return string(b) + "-j " + string(j.To)
 }
 
-// traceSets converts the ruleset's ipsets for the tracer.
-func traceSets(rs *Ruleset) map[string]iptablestest.Set {
-	out := map[string]iptablestest.Set{}
-	for _, s := range rs.Sets {
-		fam := "inet"
-		if s.Family == IPv6 {
-			fam = "inet6"
-		}
-		out[s.Name] = iptablestest.Set{Type: s.Type, Family: fam, Entries: s.Entries}
-	}
-	return out
-}
-
 // tracer traces packets through one rendered ruleset.
 type tracer struct {
 	t    *testing.T
@@ -210,7 +197,7 @@ func (tr *tracer) trace(p iptablestest.Packet, recent map[string][]netip.Addr) i
 	if p.LocalAddresses == nil {
 		p.LocalAddresses = tr.node.Addresses
 	}
-	out, err := iptablestest.Trace(tr.dump, p, iptablestest.TraceOptions{IPSets: traceSets(tr.rs), Recent: recent})
+	out, err := iptablestest.Trace(tr.dump, p, iptablestest.TraceOptions{IPSets: tr.rs.TracerSets(), Recent: recent})
 	if err != nil {
 		tr.t.Fatalf("Trace %+v: %v", p, err)
 	}

@@ -3,6 +3,8 @@ package iptables
 import (
 	"bytes"
 	"slices"
+
+	"github.com/kproxy/kproxy/iptables/iptablestest"
 )
 
 // Ruleset is the complete desired content of everything kproxy owns in one IP family:
@@ -127,4 +129,18 @@ func WriteTable(b *bytes.Buffer, table Table, chains []*ChainRules, deleted []Ch
 		b.WriteByte('\n')
 	}
 	b.WriteString("COMMIT\n")
+}
+
+// TracerSets returns the ruleset's ipsets in the form the packet tracer
+// (iptablestest.Trace) reads, so a rendered ruleset can be walked without a kernel.
+func (rs *Ruleset) TracerSets() map[string]iptablestest.Set {
+	out := make(map[string]iptablestest.Set, len(rs.Sets))
+	for _, s := range rs.Sets {
+		fam := "inet"
+		if s.Family == IPv6 {
+			fam = "inet6"
+		}
+		out[s.Name] = iptablestest.Set{Type: s.Type, Family: fam, Entries: s.Entries}
+	}
+	return out
 }

@@ -62,19 +62,6 @@ func renderFamily(ctx context.Context, st *proxier.State, fam proxier.IPFamily) 
 	return &rendered{rs: rs, dump: dump}, nil
 }
 
-// traceSets gives the tracer the ruleset's ipsets.
-func traceSets(rs *iptables.Ruleset) map[string]iptablestest.Set {
-	out := map[string]iptablestest.Set{}
-	for _, s := range rs.Sets {
-		fam := "inet"
-		if s.Family == iptables.IPv6 {
-			fam = "inet6"
-		}
-		out[s.Name] = iptablestest.Set{Type: s.Type, Family: fam, Entries: s.Entries}
-	}
-	return out
-}
-
 // destKey is a destination a packet is addressed to.
 type destKey struct {
 	addr  netip.AddrPort
@@ -219,7 +206,7 @@ func probes(st *proxier.State, fam proxier.IPFamily) []probe {
 
 // checkTrace traces every probe through r and compares with the model.
 func checkTrace(st *proxier.State, fam proxier.IPFamily, r *rendered) error {
-	sets := traceSets(r.rs)
+	sets := r.rs.TracerSets()
 	var errs []error
 	for _, p := range probes(st, fam) {
 		pkt := iptablestest.Packet{

@@ -117,7 +117,7 @@ func traceMain(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if err != nil {
 		return r.fail(err)
 	}
-	out, err := iptablestest.Trace(dump, pkt, iptablestest.TraceOptions{IPSets: traceSets(rs)})
+	out, err := iptablestest.Trace(dump, pkt, iptablestest.TraceOptions{IPSets: rs.TracerSets()})
 	if err != nil {
 		return r.fail(fmt.Errorf("tracing: %w", err))
 	}
@@ -195,19 +195,6 @@ func installedDump(ctx context.Context, rs *iptables.Ruleset) (*iptablestest.Dum
 		return nil, fmt.Errorf("parsing the installed rules: %w", err)
 	}
 	return dump, nil
-}
-
-// traceSets converts the ruleset's ipsets for the tracer.
-func traceSets(rs *iptables.Ruleset) map[string]iptablestest.Set {
-	out := map[string]iptablestest.Set{}
-	for _, s := range rs.Sets {
-		fam := "inet"
-		if s.Family == iptables.IPv6 {
-			fam = "inet6"
-		}
-		out[s.Name] = iptablestest.Set{Type: s.Type, Family: fam, Entries: s.Entries}
-	}
-	return out
 }
 
 // writeTrace prints the packet, a one-line summary per outcome, then every outcome's
