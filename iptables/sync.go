@@ -207,6 +207,7 @@ func (p *Proxier) restore(ctx context.Context, pl *plan, st *SyncStats) error {
 	}
 	pl.splitNames, pl.splitMinRules = p.splitNames, p.splitMinRules
 	var b bytes.Buffer
+	b.Grow(payloadSize(pl))
 	writePayload(&b, pl)
 	st.PayloadBytes = b.Len()
 	st.Restores = 1
