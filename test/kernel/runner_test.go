@@ -73,7 +73,6 @@ func (r *recorder) waitFor(t *testing.T, from int, timeout time.Duration, what s
 }
 
 func succeeded(r syncRecord) bool { return r.Err == nil }
-func failed(r syncRecord) bool    { return r.Err != nil }
 
 // logBook is a logger that writes to the test log and keeps every line, so a test can
 // assert that a failure was logged. Lines arriving after the test ended are dropped.

@@ -32,7 +32,7 @@ type writer struct {
 // opCounts tallies the writes by kind, across writers.
 type opCounts struct {
 	svcCreate, svcUpdate, svcStatus, svcDelete       atomic.Int64
-	sliceCreate, sliceUpdate, sliceDelete, apiErrors atomic.Int64
+	sliceCreate, sliceUpdate, sliceDelete atomic.Int64
 }
 
 func (o *opCounts) String() string {
