@@ -31,8 +31,8 @@ type writer struct {
 
 // opCounts tallies the writes by kind, across writers.
 type opCounts struct {
-	svcCreate, svcUpdate, svcStatus, svcDelete       atomic.Int64
-	sliceCreate, sliceUpdate, sliceDelete atomic.Int64
+	svcCreate, svcUpdate, svcStatus, svcDelete atomic.Int64
+	sliceCreate, sliceUpdate, sliceDelete      atomic.Int64
 }
 
 func (o *opCounts) String() string {
