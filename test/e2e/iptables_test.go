@@ -137,7 +137,7 @@ func testSessionAffinity(t *testing.T, e *env) {
 	} {
 		seen := spread(t, c.from, tcp, c.addr, 15, e.allPods(), false, nil)
 		if len(seen) != 1 {
-			t.Errorf("tcp %s -> %s with ClientIP affinity: answered by %s, want one endpoint every time", c.from.Label, c.addr, counts(seen))
+			t.Errorf("tcp %s -> %s with ClientIP affinity: answered by %s, want one endpoint every time", c.from.Label, c.addr, netns.FormatTally(seen))
 		}
 	}
 }
@@ -156,7 +156,7 @@ func testExternalPolicyLocal(t *testing.T, e *env) {
 	for _, addr := range []netip.AddrPort{e.clusterAddr(sp), e.lbAddr(sp)} {
 		seen := spread(t, e.local(0).NS, tcp, addr, 20, e.allPods(), false, nil)
 		if seen[e.remote(0).Label]+seen[e.remote(1).Label] == 0 {
-			t.Errorf("pod traffic to %s of an externalTrafficPolicy: Local service never reached a remote endpoint (%s)", addr, counts(seen))
+			t.Errorf("pod traffic to %s of an externalTrafficPolicy: Local service never reached a remote endpoint (%s)", addr, netns.FormatTally(seen))
 		}
 	}
 }
@@ -357,7 +357,7 @@ func testRestart(t *testing.T, e *env) {
 	// The affinity table lives in the kernel, so the client still sticks to its pod.
 	seen := spread(t, e.local(0).NS, tcp, e.clusterAddr(sp), 10, e.allPods(), false, nil)
 	if len(seen) != 1 || seen[before.Server] == 0 {
-		t.Errorf("ClientIP affinity after the restart: answered by %s, want %s every time", counts(seen), before.Server)
+		t.Errorf("ClientIP affinity after the restart: answered by %s, want %s every time", netns.FormatTally(seen), before.Server)
 	}
 	spread(t, e.client(0).NS, tcp, e.nodePortAddr(sp), 5, e.allPods(), false, nil)
 }

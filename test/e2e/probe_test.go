@@ -1,10 +1,8 @@
 package e2e
 
 import (
-	"maps"
 	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -87,12 +85,12 @@ func spread(t *testing.T, from *netns.NS, p proto, addr netip.AddrPort, n int, w
 	for range n {
 		r := probe(t, from, p, addr, okTimeout)
 		if r.Outcome != netns.OK {
-			t.Errorf("%s %s -> %s: %s, want an answer from one of %v", p, from.Label, addr, r.Outcome, labels(want))
+			t.Errorf("%s %s -> %s: %s, want an answer from one of %v", p, from.Label, addr, r.Outcome, netns.Labels(want))
 			continue
 		}
 		seen[r.Server]++
 		if !allowed[r.Server] {
-			t.Errorf("%s %s -> %s: answered by %s, want one of %v", p, from.Label, addr, r.Server, labels(want))
+			t.Errorf("%s %s -> %s: answered by %s, want one of %v", p, from.Label, addr, r.Server, netns.Labels(want))
 		}
 		if check != nil {
 			if msg := check(r.Reply); msg != "" {
@@ -100,11 +98,11 @@ func spread(t *testing.T, from *netns.NS, p proto, addr netip.AddrPort, n int, w
 			}
 		}
 	}
-	t.Logf("%s %s -> %s: %d connections answered by %s", p, from.Label, addr, n, counts(seen))
+	t.Logf("%s %s -> %s: %d connections answered by %s", p, from.Label, addr, n, netns.FormatTally(seen))
 	if all {
 		for _, pod := range want {
 			if seen[pod.Label] == 0 {
-				t.Errorf("%s %s -> %s: %s never answered in %d connections (%s)", p, from.Label, addr, pod.Label, n, counts(seen))
+				t.Errorf("%s %s -> %s: %s never answered in %d connections (%s)", p, from.Label, addr, pod.Label, n, netns.FormatTally(seen))
 			}
 		}
 	}
@@ -178,23 +176,4 @@ func addrList(ips []netip.Addr) string {
 		s = append(s, ip.String())
 	}
 	return strings.Join(s, ", ")
-}
-
-func labels(pods []*netns.Pod) []string {
-	var out []string
-	for _, p := range pods {
-		out = append(out, p.Label)
-	}
-	return out
-}
-
-func counts(seen map[string]int) string {
-	var parts []string
-	for _, k := range slices.Sorted(maps.Keys(seen)) {
-		parts = append(parts, k+"×"+strconv.Itoa(seen[k]))
-	}
-	if len(parts) == 0 {
-		return "nobody"
-	}
-	return strings.Join(parts, ", ")
 }

@@ -1,11 +1,8 @@
 package kernel
 
 import (
-	"maps"
 	"net/netip"
 	"slices"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -40,15 +37,15 @@ func servedOnlyBy(t *testing.T, from *netns.NS, addr netip.AddrPort, n int, want
 	for range n {
 		rep, out := probe(t, from, addr, okTimeout)
 		if out != netns.OK {
-			t.Errorf("tcp %s -> %s: %s, want an answer from %v", from.Label, addr, out, labels(want))
+			t.Errorf("tcp %s -> %s: %s, want an answer from %v", from.Label, addr, out, netns.Labels(want))
 			continue
 		}
 		seen[rep.Server]++
 		if !slices.ContainsFunc(want, func(p *netns.Pod) bool { return p.Label == rep.Server }) {
-			t.Errorf("tcp %s -> %s: answered by %s, want one of %v", from.Label, addr, rep.Server, labels(want))
+			t.Errorf("tcp %s -> %s: answered by %s, want one of %v", from.Label, addr, rep.Server, netns.Labels(want))
 		}
 	}
-	t.Logf("tcp %s -> %s: %d connections answered by %s", from.Label, addr, n, counts(seen))
+	t.Logf("tcp %s -> %s: %d connections answered by %s", from.Label, addr, n, netns.FormatTally(seen))
 }
 
 // firstAnswer connects to addr every interval until a connection is answered and
@@ -73,23 +70,4 @@ func firstAnswer(t *testing.T, from *netns.NS, addr netip.AddrPort, interval, li
 			time.Sleep(d)
 		}
 	}
-}
-
-func labels(pods []*netns.Pod) []string {
-	out := make([]string, 0, len(pods))
-	for _, p := range pods {
-		out = append(out, p.Label)
-	}
-	return out
-}
-
-func counts(seen map[string]int) string {
-	var parts []string
-	for _, k := range slices.Sorted(maps.Keys(seen)) {
-		parts = append(parts, k+"×"+strconv.Itoa(seen[k]))
-	}
-	if len(parts) == 0 {
-		return "nobody"
-	}
-	return strings.Join(parts, ", ")
 }
