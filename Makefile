@@ -52,8 +52,9 @@ demo: deps
 # The scale harness (test/scale): kproxy, then upstream kube-proxy, each in a fresh
 # network namespace world against one real apiserver grown to BENCH_SIZES Services.
 # Writes results.md, results.json and PNG plots to BENCH_OUT (default
-# test/scale/results/<date>; results/tmp is git-ignored). Takes hours at the default
-# sizes; upstream is not run above 10,000 Services. Root only. More knobs:
+# test/scale/results/<date>; results/tmp is git-ignored). Takes ~80 min at the default
+# sizes on 2 cores (20 of them growing the apiserver to 30,000 Services); upstream is
+# not run above 10,000 Services nor after a 15 min first sync. Root only. More knobs:
 # BENCH_FLAGS (bin/scale-bench -h); a quick look: make bench BENCH_SIZES=100 BENCH_FLAGS=-smoke
 BENCH_SIZES ?= 1000,5000,10000,30000
 BENCH_OUT ?=
