@@ -1,12 +1,9 @@
 package iptables
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	mrand "math/rand/v2"
 	"net/netip"
-	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -19,31 +16,14 @@ import (
 // namespace they create (kpr-<random>, deleted afterwards), and compare what
 // iptables-save prints back with the rendered text, byte for byte.
 
-// renderNetns creates a private network namespace for one test.
+// renderNetns creates a private network namespace for one test that also loads
+// ipsets into it.
 func renderNetns(t *testing.T) string {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates a network namespace and loads rules into it")
+	if _, err := exec.LookPath("ipset"); err != nil {
+		t.Skipf("needs ipset: %v", err)
 	}
-	for _, bin := range []string{"ip", "ipset"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("needs %s: %v", bin, err)
-		}
-	}
-	buf := make([]byte, 5)
-	if _, err := rand.Read(buf); err != nil {
-		t.Fatal(err)
-	}
-	name := "kpr-" + hex.EncodeToString(buf)
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add %s: %v: %s", name, err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del %s: %v: %s", name, err, out)
-		}
-	})
-	return name
+	return newTestNetns(t)
 }
 
 // nsRun runs a command in the namespace with stdin.
