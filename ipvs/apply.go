@@ -16,27 +16,54 @@ import (
 // a plan cut short leaves every service at least as reachable as before, and the next
 // full sync reads the kernel back and converges from there.
 //
+// When k is a Batcher, runs of the same batchable action go to the kernel up to
+// MaxBatch at a time. The kernel carries on past a failed operation within a batch,
+// so the operations after the failed one in its batch may be applied too; they are of
+// the same action, so the ordering guarantees above still hold (an addition after a
+// failed addition, a removal after a failed removal).
+//
 // Outcomes that already match the goal are not failures: deleting something already
 // gone, binding an address or adding a set member already present.
 func Apply(ctx context.Context, k Kernel, glue iptables.Kernel, ops []Op, log logr.Logger) error {
-	for i, op := range ops {
+	batcher, _ := k.(Batcher)
+	for i := 0; i < len(ops); {
 		if err := ctx.Err(); err != nil {
-			return stopped(log, i, ops, err)
+			return stopped(log, i, i+1, ops, err)
 		}
-		if err := applyOne(ctx, k, glue, op); err != nil {
-			return stopped(log, i, ops, err)
+		n := 1
+		if batcher != nil && Batchable(ops[i].Action) {
+			for i+n < len(ops) && n < MaxBatch && ops[i+n].Action == ops[i].Action {
+				n++
+			}
+		}
+		if n == 1 {
+			if err := applyOne(ctx, k, glue, ops[i]); err != nil {
+				return stopped(log, i, i+1, ops, err)
+			}
+		} else {
+			errs := batcher.Batch(ctx, ops[i:i+n])
+			for j, err := range errs {
+				if err := tolerate(ops[i+j].Action, err); err != nil {
+					return stopped(log, i+j, i+n, ops, err)
+				}
+			}
 		}
 		if log.V(5).Enabled() {
-			log.V(5).Info("Applied", "op", op.String())
+			for _, op := range ops[i : i+n] {
+				log.V(5).Info("Applied", "op", op.String())
+			}
 		}
+		i += n
 	}
 	return nil
 }
 
-// stopped logs and builds the error of a plan cut short at ops[i].
-func stopped(log logr.Logger, i int, ops []Op, err error) error {
+// stopped logs and builds the error of a plan cut short at ops[i]; ops[i+1:attempted]
+// were sent in the same batch and may have been applied.
+func stopped(log logr.Logger, i, attempted int, ops []Op, err error) error {
 	log.Error(err, "IPVS plan stopped part-way; the next full sync repairs it",
-		"applied", i, "total", len(ops), "failedOp", ops[i].String())
+		"applied", i, "total", len(ops), "failedOp", ops[i].String(),
+		"attemptedAfterFailure", attempted-i-1)
 	if i > 0 && log.V(2).Enabled() {
 		applied := make([]string, 0, min(i, 50))
 		for _, op := range ops[:min(i, 50)] {
@@ -44,29 +71,12 @@ func stopped(log logr.Logger, i int, ops []Op, err error) error {
 		}
 		log.V(2).Info("Operations applied before the failure", "ops", applied, "truncated", i > 50)
 	}
-	return &ApplyError{Applied: i, Total: len(ops), Op: ops[i], Err: err}
+	return &ApplyError{Applied: i, Attempted: attempted, Total: len(ops), Op: ops[i], Err: err}
 }
 
 // applyOne performs one operation.
 func applyOne(ctx context.Context, k Kernel, glue iptables.Kernel, op Op) error {
 	switch op.Action {
-	case EnsureDevice:
-		_, err := k.EnsureDevice(ctx)
-		return err
-	case CreateSet:
-		return ignore(k.CreateSet(ctx, *op.Set), ErrExist)
-	case AddEntry:
-		return ignore(k.AddEntry(ctx, op.Set.Name, op.Entry), ErrExist)
-	case AddVirtualServer:
-		return k.AddVirtualServer(ctx, op.Server)
-	case UpdateVirtualServer:
-		return k.UpdateVirtualServer(ctx, op.Server)
-	case AddRealServer:
-		return k.AddRealServer(ctx, op.Key, op.Real)
-	case UpdateRealServer, DrainRealServer:
-		return k.UpdateRealServer(ctx, op.Key, op.Real)
-	case BindAddress:
-		return ignore(k.AddAddress(ctx, op.Addr), ErrExist)
 	case RestoreGlue:
 		if glue == nil {
 			return nil
@@ -76,22 +86,54 @@ func applyOne(ctx context.Context, k Kernel, glue iptables.Kernel, op Op) error 
 		if glue == nil {
 			return nil
 		}
-		for _, j := range Jumps() {
-			if _, err := glue.EnsureJump(ctx, iptablesFamily(op.Family), j); err != nil {
-				return err
-			}
-		}
-		return nil
-	case DeleteRealServer:
-		return ignore(k.DeleteRealServer(ctx, op.Key, op.Real.Addr), ErrNotFound)
-	case DeleteVirtualServer:
-		return ignore(k.DeleteVirtualServer(ctx, op.Key), ErrNotFound)
-	case UnbindAddress:
-		return ignore(k.DeleteAddress(ctx, op.Addr), ErrNotFound)
+		_, err := iptables.EnsureJumps(ctx, glue, iptablesFamily(op.Family), Jumps())
+		return err
+	}
+	return tolerate(op.Action, call(ctx, k, op))
+}
+
+// call performs one kernel operation and returns its error as the kernel gave it.
+func call(ctx context.Context, k Kernel, op Op) error {
+	switch op.Action {
+	case EnsureDevice:
+		_, err := k.EnsureDevice(ctx)
+		return err
+	case CreateSet:
+		return k.CreateSet(ctx, *op.Set)
+	case AddEntry:
+		return k.AddEntry(ctx, op.Set.Name, op.Entry)
 	case DeleteEntry:
-		return ignore(k.DeleteEntry(ctx, op.Set.Name, op.Entry), ErrNotFound)
+		return k.DeleteEntry(ctx, op.Set.Name, op.Entry)
+	case AddVirtualServer:
+		return k.AddVirtualServer(ctx, op.Server)
+	case UpdateVirtualServer:
+		return k.UpdateVirtualServer(ctx, op.Server)
+	case DeleteVirtualServer:
+		return k.DeleteVirtualServer(ctx, op.Key)
+	case AddRealServer:
+		return k.AddRealServer(ctx, op.Key, op.Real)
+	case UpdateRealServer, DrainRealServer:
+		return k.UpdateRealServer(ctx, op.Key, op.Real)
+	case DeleteRealServer:
+		return k.DeleteRealServer(ctx, op.Key, op.Real.Addr)
+	case BindAddress:
+		return k.AddAddress(ctx, op.Addr)
+	case UnbindAddress:
+		return k.DeleteAddress(ctx, op.Addr)
 	}
 	return &KernelError{Op: op.Action.String(), Err: errors.New("unknown action")}
+}
+
+// tolerate drops the errors that mean an operation's goal is already met: creating
+// what exists, deleting what is gone.
+func tolerate(a Action, err error) error {
+	switch a {
+	case CreateSet, AddEntry, BindAddress:
+		return ignore(err, ErrExist)
+	case DeleteRealServer, DeleteVirtualServer, UnbindAddress, DeleteEntry:
+		return ignore(err, ErrNotFound)
+	}
+	return err
 }
 
 // ignore drops errors of the given class.

@@ -223,6 +223,127 @@ func kernelConformance(t *testing.T, k Kernel) {
 		must(t, "destroy twice", k.DestroySet(ctx, v6.Name))
 	})
 
+	t.Run("batches", func(t *testing.T) {
+		b, ok := k.(Batcher)
+		if !ok {
+			t.Skip("not a Batcher")
+		}
+		// want checks one batch's answers: the errno of each failed op, nil elsewhere.
+		want := func(t *testing.T, what string, ops []Op, errs []error, failed map[int]syscall.Errno) {
+			t.Helper()
+			if len(failed) == 0 && errs != nil {
+				t.Errorf("%s: errors %v, want none (a nil slice)", what, errs)
+				return
+			}
+			if errs != nil && len(errs) != len(ops) {
+				t.Fatalf("%s: %d errors for %d operations", what, len(errs), len(ops))
+			}
+			for i := range ops {
+				var err error
+				if errs != nil {
+					err = errs[i]
+				}
+				errno, bad := failed[i]
+				switch {
+				case !bad && err != nil:
+					t.Errorf("%s: op %d (%s) failed: %v", what, i, ops[i], err)
+				case bad && !errors.Is(err, errno):
+					t.Errorf("%s: op %d (%s) = %v, want %v", what, i, ops[i], err, errno)
+				case bad:
+					var ke *KernelError
+					if !errors.As(err, &ke) || ke.Op != opName(ops[i].Action) || ke.Object == "" {
+						t.Errorf("%s: op %d error %#v does not name its operation and object", what, i, err)
+					}
+				}
+			}
+		}
+		vs := []*VirtualServer{vsOf("10.96.4.1:80/tcp"), vsOf("10.96.4.2:80/tcp"), vsOf("10.96.4.3:53/udp")}
+		must(t, "add one first", k.AddVirtualServer(ctx, vs[1]))
+		var ops []Op
+		for _, v := range vs {
+			ops = append(ops, Op{Action: AddVirtualServer, Server: v, Key: v.VSKey})
+			t.Cleanup(func() { _ = k.DeleteVirtualServer(ctx, v.VSKey) })
+		}
+		want(t, "add virtual servers", ops, b.Batch(ctx, ops), map[int]syscall.Errno{1: syscall.EEXIST})
+		got, err := k.VirtualServers(ctx, proxier.IPv4)
+		must(t, "list", err)
+		if len(got) != 3 {
+			t.Errorf("after a batch failing in the middle: %v; the kernel goes on past a failure", got)
+		}
+
+		missing := VSKey{Addr: netip.MustParseAddr("10.96.4.9"), Protocol: proxier.ProtocolTCP, Port: 80}
+		reals := []Op{
+			{Action: AddRealServer, Key: vs[0].VSKey, Real: RealServer{Addr: netip.MustParseAddrPort("10.244.4.1:80"), Weight: 1}},
+			{Action: AddRealServer, Key: missing, Real: RealServer{Addr: netip.MustParseAddrPort("10.244.4.1:80"), Weight: 1}},
+			{Action: AddRealServer, Key: vs[0].VSKey, Real: RealServer{Addr: netip.MustParseAddrPort("[fd00::1]:80"), Weight: 1}},
+			{Action: AddRealServer, Key: vs[0].VSKey, Real: RealServer{Addr: netip.MustParseAddrPort("10.244.4.2:80"), Weight: 1}},
+			{Action: AddRealServer, Key: vs[2].VSKey, Real: RealServer{Addr: netip.MustParseAddrPort("10.244.4.3:53"), Weight: 1}},
+		}
+		want(t, "add real servers", reals, b.Batch(ctx, reals), map[int]syscall.Errno{1: syscall.ESRCH, 2: syscall.EINVAL})
+		drain := []Op{
+			{Action: DrainRealServer, Key: vs[0].VSKey, Real: RealServer{Addr: netip.MustParseAddrPort("10.244.4.1:80")}},
+			{Action: UpdateRealServer, Key: vs[0].VSKey, Real: RealServer{Addr: netip.MustParseAddrPort("10.244.4.9:80"), Weight: 1}},
+		}
+		want(t, "drain", drain, b.Batch(ctx, drain), map[int]syscall.Errno{1: syscall.ENOENT})
+		rs, err := k.RealServers(ctx, vs[0].VSKey)
+		must(t, "list real servers", err)
+		if len(rs) != 2 || rs[0].Weight != 0 || rs[1].Weight != 1 {
+			t.Errorf("real servers after the batches: %v, want 10.244.4.1:80 at weight 0 and 10.244.4.2:80", rs)
+		}
+		del := []Op{
+			{Action: DeleteRealServer, Key: vs[0].VSKey, Real: RealServer{Addr: netip.MustParseAddrPort("10.244.4.9:80")}},
+			{Action: DeleteRealServer, Key: vs[0].VSKey, Real: RealServer{Addr: netip.MustParseAddrPort("10.244.4.1:80")}},
+			{Action: DeleteVirtualServer, Key: vs[2].VSKey},
+		}
+		want(t, "delete real servers", del[:2], b.Batch(ctx, del[:2]), map[int]syscall.Errno{0: syscall.ENOENT})
+		updates := []Op{{Action: UpdateVirtualServer, Server: vsOf("10.96.4.9:80/tcp")}, {Action: UpdateVirtualServer, Server: vs[0]}}
+		want(t, "update virtual servers", updates, b.Batch(ctx, updates), map[int]syscall.Errno{0: syscall.ESRCH})
+		want(t, "delete virtual servers", del[2:], b.Batch(ctx, del[2:]), nil)
+		want(t, "delete virtual servers again", del[2:], b.Batch(ctx, del[2:]), map[int]syscall.Errno{0: syscall.ESRCH})
+
+		_, err = k.EnsureDevice(ctx)
+		must(t, "ensure device", err)
+		t.Cleanup(func() { _ = k.DeleteDevice(ctx) })
+		must(t, "bind one first", k.AddAddress(ctx, netip.MustParseAddr("10.96.4.2")))
+		var binds, unbinds []Op
+		for _, a := range []string{"10.96.4.1", "10.96.4.2", "fd00:96::41"} {
+			binds = append(binds, Op{Action: BindAddress, Addr: netip.MustParseAddr(a)})
+		}
+		want(t, "bind", binds, b.Batch(ctx, binds), map[int]syscall.Errno{1: syscall.EEXIST})
+		addrs, _, err := k.DeviceAddresses(ctx, proxier.IPv4)
+		must(t, "list addresses", err)
+		if len(addrs) != 2 {
+			t.Errorf("bound IPv4 addresses %v, want 10.96.4.1 and 10.96.4.2", addrs)
+		}
+		unbinds = append(unbinds, binds[0], Op{Action: UnbindAddress, Addr: netip.MustParseAddr("10.96.4.7")}, binds[2])
+		for i := range unbinds {
+			unbinds[i].Action = UnbindAddress
+		}
+		want(t, "unbind", unbinds, b.Batch(ctx, unbinds), map[int]syscall.Errno{1: syscall.EADDRNOTAVAIL})
+
+		// More members than fit one sendmsg: the batch goes in several, and a
+		// failure in the last one is still reported at its own index.
+		spec := SetSpec{Name: "KPROXY-TEST-BATCH", Type: HashIPPort, Family: proxier.IPv4}
+		must(t, "create set", k.CreateSet(ctx, spec))
+		t.Cleanup(func() { _ = k.DestroySet(ctx, spec.Name) })
+		var entries []Op
+		for i := range 5000 {
+			entries = append(entries, Op{Action: AddEntry, Set: &spec,
+				Entry: SetEntry{IP: netip.AddrFrom4([4]byte{10, 97, byte(i >> 8), byte(i)}), Protocol: proxier.ProtocolTCP, Port: 80}})
+		}
+		entries[4990] = entries[7]
+		want(t, "add members", entries, b.Batch(ctx, entries), map[int]syscall.Errno{4990: syscall.EEXIST})
+		c, err := k.ListSet(ctx, spec.Name)
+		must(t, "list set", err)
+		if len(c.Entries) != 4999 {
+			t.Errorf("set has %d members, want 4999", len(c.Entries))
+		}
+		for i := range entries {
+			entries[i].Action = DeleteEntry
+		}
+		want(t, "delete members", entries, b.Batch(ctx, entries), map[int]syscall.Errno{4990: syscall.ENOENT})
+	})
+
 	t.Run("sysctls and timeouts", func(t *testing.T) {
 		const name = "net/ipv4/vs/expire_nodest_conn"
 		must(t, "set", k.SetSysctl(ctx, name, "1"))

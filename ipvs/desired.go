@@ -138,7 +138,7 @@ func parseNodePortAddresses(in []string) (cidrs []netip.Prefix, primary bool, er
 func Desired(state *proxier.State, opts PlanOptions) *Snapshot {
 	opts = opts.withDefaults()
 	env := newPlanEnv(opts, &state.Node)
-	idx := newDesiredIndex()
+	idx := newDesiredIndex(state.Len())
 	for _, sp := range state.ServicePorts() {
 		idx.set(sp.Name, env.contribute(sp), nil)
 	}
@@ -371,7 +371,7 @@ func (e *planEnv) contribute(sp *proxier.ServicePort) *contribution {
 // reals turns selected endpoints of the environment's family into real servers of
 // weight 1, sorted and de-duplicated.
 func (e *planEnv) reals(eps []*proxier.Endpoint) []RealServer {
-	var out []RealServer
+	out := make([]RealServer, 0, len(eps))
 	for _, ep := range eps {
 		if proxier.FamilyOf(ep.Addr) == e.family {
 			out = append(out, RealServer{Addr: ep.AddrPort(), Weight: 1})
@@ -400,11 +400,12 @@ type desiredIndex struct {
 	noLocalServices [2]int
 }
 
-func newDesiredIndex() *desiredIndex {
+// newDesiredIndex returns an empty index sized for about n service ports.
+func newDesiredIndex(n int) *desiredIndex {
 	x := &desiredIndex{
-		ports:   map[proxier.ServicePortName]*contribution{},
-		servers: map[VSKey][]proxier.ServicePortName{},
-		addrs:   map[netip.Addr]int{},
+		ports:   make(map[proxier.ServicePortName]*contribution, n),
+		servers: make(map[VSKey][]proxier.ServicePortName, n),
+		addrs:   make(map[netip.Addr]int, n),
 		deny:    map[VSKey]int{},
 		noLocal: map[proxier.ServiceName][2]int{},
 	}

@@ -256,7 +256,7 @@ func TestDesiredSharedKeysAreCounted(t *testing.T) {
 	a := svcPort("a", 80, "10.96.0.1", externalIPs("203.0.113.7"))
 	b := svcPort("b", 81, "10.96.0.2", externalIPs("203.0.113.7"))
 	env := newPlanEnv(PlanOptions{}.withDefaults(), &proxier.Node{Name: testNodeName})
-	x := newDesiredIndex()
+	x := newDesiredIndex(0)
 	x.set(a.Name, env.contribute(a), nil)
 	x.set(b.Name, env.contribute(b), nil)
 	tc := newTouched()
@@ -284,7 +284,7 @@ func TestDesiredCollidingVirtualServers(t *testing.T) {
 		t.Errorf("colliding virtual server uses %s, want the first Service's endpoint", got)
 	}
 	env := newPlanEnv(PlanOptions{}.withDefaults(), &proxier.Node{Name: testNodeName})
-	x := newDesiredIndex()
+	x := newDesiredIndex(0)
 	x.set(a.Name, env.contribute(a), nil)
 	x.set(b.Name, env.contribute(b), nil)
 	x.set(a.Name, nil, newTouched())

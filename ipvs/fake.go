@@ -13,7 +13,10 @@ import (
 	"github.com/kproxy/kproxy/proxier"
 )
 
-var _ Kernel = &Fake{}
+var (
+	_ Kernel  = &Fake{}
+	_ Batcher = &Fake{}
+)
 
 // Fake is an in-memory Kernel that behaves like the kernel as seen through Netlink,
 // errnos included; the conformance suite runs unchanged against both (the Netlink run
@@ -50,6 +53,7 @@ type Fake struct {
 	timeouts Timeouts
 	version  [2]int
 	calls    map[string]int
+	batches  int
 	failNext map[string][]error
 	inUse    func(set string) bool
 }
@@ -65,6 +69,9 @@ type FakeStats struct {
 	Calls map[string]int
 	// Writes is the number of calls of operations that change state (IsWrite).
 	Writes int
+	// Batches is the number of Batch calls; the operations in them are counted in
+	// Calls too.
+	Batches int
 }
 
 // Total returns the number of calls of any operation.
@@ -138,7 +145,7 @@ func (f *Fake) Stats() FakeStats {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.init()
-	s := FakeStats{Calls: maps.Clone(f.calls)}
+	s := FakeStats{Calls: maps.Clone(f.calls), Batches: f.batches}
 	for op, n := range f.calls {
 		if IsWrite(op) {
 			s.Writes += n
@@ -153,6 +160,18 @@ func (f *Fake) ResetStats() {
 	defer f.mu.Unlock()
 	f.init()
 	clear(f.calls)
+	f.batches = 0
+}
+
+// Batch implements Batcher like the kernel handles a netlink batch: the operations in
+// order, each on its own (counted, hooked and failed like a single call), going on
+// after one fails.
+func (f *Fake) Batch(ctx context.Context, ops []Op) []error {
+	f.mu.Lock()
+	f.init()
+	f.batches++
+	f.mu.Unlock()
+	return batchOneByOne(ctx, f, ops)
 }
 
 // SetHostAddresses sets the node's interface addresses that HostAddresses reports.

@@ -29,8 +29,10 @@ var _ Kernel = &Netlink{}
 // sockets opened inside one network namespace: IPVS through github.com/moby/ipvs,
 // the dummy device, its addresses and the creation, listing and destruction of ipsets
 // through github.com/vishvananda/netlink (v1.3 knows every set type IPVS mode uses, so
-// no ipset binary is executed; members are added by kernel_ipset.go's encoder). Sysctls
-// are written from a thread switched into the namespace.
+// no ipset binary is executed). The operations a plan has thousands of (virtual and
+// real servers, addresses, set members) are encoded by kernel_batch.go and sent many
+// per system call (Batch), or one at a time through the single-operation methods.
+// Sysctls are written from a thread switched into the namespace.
 //
 // Calls are serialised: moby/ipvs handles are not safe for concurrent use, and the
 // proxier issues them one at a time anyway.
@@ -38,10 +40,14 @@ type Netlink struct {
 	mu     sync.Mutex
 	ipvs   *libipvs.Handle
 	nl     *netlink.Handle
-	adt    *ipsetADT
+	genl   *nlConn        // IPVS requests; nil when opened without IPVS
+	route  *nlConn        // address requests
+	nfnl   *nlConn        // ipset member requests
 	ns     netns.NsHandle // netns.None() for the caller's namespace
 	nsPath string         // the namespace file, "" for the caller's namespace
 	closed bool
+
+	ipvsFamily uint16 // IPVS's generic netlink family
 }
 
 // NetlinkOptions configures NewNetlink.
@@ -71,6 +77,14 @@ func NewNetlink(opts NetlinkOptions) (*Netlink, error) {
 		n.Close()
 		return nil, fmt.Errorf("ipvs: kernel has no IPVS support (modprobe ip_vs): %w", err)
 	}
+	if n.ipvsFamily, err = ipvsFamilyID(); err != nil {
+		n.Close()
+		return nil, fmt.Errorf("ipvs: resolve the IPVS generic netlink family: %w", err)
+	}
+	if n.genl, err = openNLConn(n.ns, unix.NETLINK_GENERIC); err != nil {
+		n.Close()
+		return nil, fmt.Errorf("ipvs: open IPVS netlink socket: %w", err)
+	}
 	return n, nil
 }
 
@@ -93,7 +107,10 @@ func openNetlinkWithoutIPVS(spec string) (*Netlink, error) {
 		n.nl, err = netlink.NewHandle(unix.NETLINK_ROUTE, unix.NETLINK_NETFILTER)
 	}
 	if err == nil {
-		n.adt, err = newIPSetADT(n.ns)
+		n.route, err = openNLConn(n.ns, unix.NETLINK_ROUTE)
+	}
+	if err == nil {
+		n.nfnl, err = openNLConn(n.ns, unix.NETLINK_NETFILTER)
 	}
 	if err != nil {
 		_ = n.Close()
@@ -116,8 +133,10 @@ func (n *Netlink) Close() error {
 	if n.nl != nil {
 		n.nl.Close()
 	}
-	if n.adt != nil {
-		n.adt.close()
+	for _, c := range []*nlConn{n.genl, n.route, n.nfnl} {
+		if c != nil {
+			_ = c.close()
+		}
 	}
 	if n.ns.IsOpen() {
 		return n.ns.Close()
@@ -247,77 +266,45 @@ func (n *Netlink) RealServers(_ context.Context, vs VSKey) ([]RealServer, error)
 
 // AddVirtualServer implements Kernel.
 func (n *Netlink) AddVirtualServer(_ context.Context, vs *VirtualServer) error {
-	if err := n.lock(OpAddService, vs.VSKey.String()); err != nil {
-		return err
-	}
-	defer n.mu.Unlock()
-	return wrap(OpAddService, vs.VSKey.String(), n.ipvs.NewService(toService(vs)))
+	return n.one(Op{Action: AddVirtualServer, Server: vs})
 }
 
 // UpdateVirtualServer implements Kernel.
 func (n *Netlink) UpdateVirtualServer(_ context.Context, vs *VirtualServer) error {
-	if err := n.lock(OpUpdateService, vs.VSKey.String()); err != nil {
-		return err
-	}
-	defer n.mu.Unlock()
-	return wrap(OpUpdateService, vs.VSKey.String(), n.ipvs.UpdateService(toService(vs)))
+	return n.one(Op{Action: UpdateVirtualServer, Server: vs})
 }
 
 // DeleteVirtualServer implements Kernel.
 func (n *Netlink) DeleteVirtualServer(_ context.Context, vs VSKey) error {
-	if err := n.lock(OpDeleteService, vs.String()); err != nil {
-		return err
-	}
-	defer n.mu.Unlock()
-	return wrap(OpDeleteService, vs.String(), n.ipvs.DelService(toService(&VirtualServer{VSKey: vs})))
+	return n.one(Op{Action: DeleteVirtualServer, Key: vs})
 }
 
-// AddRealServer implements Kernel.
+// AddRealServer implements Kernel. A real server of the other family is refused with
+// EINVAL; the kernel itself would read the first four bytes of an IPv6 address as an
+// IPv4 one (fd00::5 becomes 253.0.0.0).
 func (n *Netlink) AddRealServer(_ context.Context, vs VSKey, rs RealServer) error {
-	obj := vs.String() + " " + rs.Addr.String()
-	if err := checkFamily(OpAddDestination, obj, vs, rs.Addr); err != nil {
-		return err
-	}
-	if err := n.lock(OpAddDestination, obj); err != nil {
-		return err
-	}
-	defer n.mu.Unlock()
-	return wrap(OpAddDestination, obj, n.ipvs.NewDestination(toService(&VirtualServer{VSKey: vs}), toDestination(rs)))
+	return n.one(Op{Action: AddRealServer, Key: vs, Real: rs})
 }
 
 // UpdateRealServer implements Kernel.
 func (n *Netlink) UpdateRealServer(_ context.Context, vs VSKey, rs RealServer) error {
-	obj := vs.String() + " " + rs.Addr.String()
-	if err := checkFamily(OpUpdateDestination, obj, vs, rs.Addr); err != nil {
-		return err
-	}
-	if err := n.lock(OpUpdateDestination, obj); err != nil {
-		return err
-	}
-	defer n.mu.Unlock()
-	return wrap(OpUpdateDestination, obj, n.ipvs.UpdateDestination(toService(&VirtualServer{VSKey: vs}), toDestination(rs)))
+	return n.one(Op{Action: UpdateRealServer, Key: vs, Real: rs})
 }
 
 // DeleteRealServer implements Kernel.
 func (n *Netlink) DeleteRealServer(_ context.Context, vs VSKey, rs netip.AddrPort) error {
-	obj := vs.String() + " " + rs.String()
-	if err := checkFamily(OpDeleteDestination, obj, vs, rs); err != nil {
-		return err
-	}
-	if err := n.lock(OpDeleteDestination, obj); err != nil {
+	return n.one(Op{Action: DeleteRealServer, Key: vs, Real: RealServer{Addr: rs}})
+}
+
+// one performs a single batchable operation: a batch of one, so that single calls and
+// batches share their encoding.
+func (n *Netlink) one(op Op) error {
+	if err := n.lock(opName(op.Action), opObject(op)); err != nil {
 		return err
 	}
 	defer n.mu.Unlock()
-	return wrap(OpDeleteDestination, obj, n.ipvs.DelDestination(toService(&VirtualServer{VSKey: vs}), toDestination(RealServer{Addr: rs})))
-}
-
-// checkFamily refuses a real server of another family than its virtual server. The
-// kernel would not: moby/ipvs sends no destination family, so the kernel reads the
-// first four bytes of an IPv6 address as an IPv4 one (fd00::5 becomes 253.0.0.0).
-func checkFamily(op, obj string, vs VSKey, rs netip.AddrPort) error {
-	if proxier.FamilyOf(rs.Addr()) != vs.Family() {
-		return &KernelError{Op: op, Object: obj, Errno: syscall.EINVAL,
-			Err: errors.New("real server and virtual server families differ")}
+	if errs := n.batch([]Op{op}); errs != nil {
+		return errs[0]
 	}
 	return nil
 }
@@ -354,22 +341,6 @@ func toService(vs *VirtualServer) *libipvs.Service {
 		s.Netmask = netmaskFor(vs.Family())
 	}
 	return s
-}
-
-// toDestination converts a real server to moby/ipvs's type (NAT forwarding).
-func toDestination(rs RealServer) *libipvs.Destination {
-	d := &libipvs.Destination{
-		Address:         rs.Addr.Addr().AsSlice(),
-		Port:            rs.Addr.Port(),
-		Weight:          rs.Weight,
-		ConnectionFlags: libipvs.ConnectionFlagMasq,
-	}
-	if rs.Addr.Addr().Is4() {
-		d.AddressFamily = unix.AF_INET
-	} else {
-		d.AddressFamily = unix.AF_INET6
-	}
-	return d
 }
 
 func addrFamily(af uint16) proxier.IPFamily {
@@ -485,38 +456,12 @@ func (n *Netlink) DeviceAddresses(_ context.Context, family proxier.IPFamily) ([
 
 // AddAddress implements Kernel.
 func (n *Netlink) AddAddress(_ context.Context, addr netip.Addr) error {
-	if err := n.lock(OpAddAddress, addr.String()); err != nil {
-		return err
-	}
-	defer n.mu.Unlock()
-	link, err := n.nl.LinkByName(DeviceName)
-	if err != nil {
-		return wrap(OpAddAddress, addr.String(), err)
-	}
-	return wrap(OpAddAddress, addr.String(), n.nl.AddrAdd(link, nlAddr(addr)))
+	return n.one(Op{Action: BindAddress, Addr: addr})
 }
 
 // DeleteAddress implements Kernel.
 func (n *Netlink) DeleteAddress(_ context.Context, addr netip.Addr) error {
-	if err := n.lock(OpDeleteAddress, addr.String()); err != nil {
-		return err
-	}
-	defer n.mu.Unlock()
-	link, err := n.nl.LinkByName(DeviceName)
-	if err != nil {
-		return wrap(OpDeleteAddress, addr.String(), err)
-	}
-	return wrap(OpDeleteAddress, addr.String(), n.nl.AddrDel(link, nlAddr(addr)))
-}
-
-// nlAddr returns a single-address netlink address. IPv6 ones skip duplicate address
-// detection, so they are usable at once.
-func nlAddr(a netip.Addr) *netlink.Addr {
-	na := &netlink.Addr{IPNet: &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(a.BitLen(), a.BitLen())}}
-	if a.Is6() {
-		na.Flags = unix.IFA_F_NODAD
-	}
-	return na
+	return n.one(Op{Action: UnbindAddress, Addr: addr})
 }
 
 // HostAddresses implements Kernel.
@@ -607,22 +552,12 @@ func (n *Netlink) DestroySet(_ context.Context, name string) error {
 
 // AddEntry implements Kernel.
 func (n *Netlink) AddEntry(_ context.Context, set string, e SetEntry) error {
-	obj := set + " " + e.String()
-	if err := n.lock(OpAddEntry, obj); err != nil {
-		return err
-	}
-	defer n.mu.Unlock()
-	return wrap(OpAddEntry, obj, n.adt.add(set, e))
+	return n.one(Op{Action: AddEntry, Set: &SetSpec{Name: set}, Entry: e})
 }
 
 // DeleteEntry implements Kernel.
 func (n *Netlink) DeleteEntry(_ context.Context, set string, e SetEntry) error {
-	obj := set + " " + e.String()
-	if err := n.lock(OpDeleteEntry, obj); err != nil {
-		return err
-	}
-	defer n.mu.Unlock()
-	return wrap(OpDeleteEntry, obj, n.adt.del(set, e))
+	return n.one(Op{Action: DeleteEntry, Set: &SetSpec{Name: set}, Entry: e})
 }
 
 // fromIPSetEntry converts a listed member back, for a set of type t.
@@ -711,8 +646,11 @@ func sysctlPath(name string) (string, error) {
 
 // inNetns runs fn on a thread switched into the handle's namespace: /proc/sys/net
 // shows the namespace of the thread that opens it.
-func (n *Netlink) inNetns(fn func() error) error {
-	if !n.ns.IsOpen() {
+func (n *Netlink) inNetns(fn func() error) error { return runInNetns(n.ns, fn) }
+
+// runInNetns runs fn on a thread switched into ns, or directly when ns is netns.None().
+func runInNetns(ns netns.NsHandle, fn func() error) error {
+	if !ns.IsOpen() {
 		return fn()
 	}
 	runtime.LockOSThread()
@@ -722,7 +660,7 @@ func (n *Netlink) inNetns(fn func() error) error {
 		return err
 	}
 	defer orig.Close()
-	if err := netns.Set(n.ns); err != nil {
+	if err := netns.Set(ns); err != nil {
 		runtime.UnlockOSThread()
 		return err
 	}

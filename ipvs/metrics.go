@@ -39,6 +39,18 @@ func withMetrics(k Kernel, vec *prometheus.CounterVec) Kernel {
 
 func (c *countingKernel) inc(op string) { c.ops[op].Inc() }
 
+// Batch counts every operation of the batch, like the calls it stands for, and passes
+// the batch on, one by one if the wrapped Kernel cannot batch.
+func (c *countingKernel) Batch(ctx context.Context, ops []Op) []error {
+	for _, op := range ops {
+		c.inc(opName(op.Action))
+	}
+	if b, ok := c.k.(Batcher); ok {
+		return b.Batch(ctx, ops)
+	}
+	return batchOneByOne(ctx, c.k, ops)
+}
+
 func (c *countingKernel) VirtualServers(ctx context.Context, f proxier.IPFamily) ([]*VirtualServer, error) {
 	c.inc(OpListServices)
 	return c.k.VirtualServers(ctx, f)

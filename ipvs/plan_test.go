@@ -1,6 +1,8 @@
 package ipvs
 
 import (
+	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -234,4 +236,77 @@ func TestPlanOrderInvariants(t *testing.T) {
 	if got := Plan(after, after); got != nil {
 		t.Errorf("unchanged state planned %d operations", len(got))
 	}
+}
+
+// compareOps is the order Plan's operations come in: by action (see Action), then
+// deterministically within an action: by virtual server and real server, by address,
+// or by set and member. The plan tests check Plan against it.
+func compareOps(a, b Op) int {
+	if a.Action != b.Action {
+		return int(a.Action) - int(b.Action)
+	}
+	if c := a.Key.Compare(b.Key); c != 0 {
+		return c
+	}
+	if c := a.Real.Addr.Compare(b.Real.Addr); c != 0 {
+		return c
+	}
+	if c := a.Addr.Compare(b.Addr); c != 0 {
+		return c
+	}
+	if a.Set != nil && b.Set != nil {
+		if c := strings.Compare(a.Set.Name, b.Set.Name); c != 0 {
+			return c
+		}
+	}
+	return a.Entry.Compare(b.Entry)
+}
+
+// TestPlanSortedWithoutSorting checks that Plan's bucketed emission gives the order
+// of compareOps, deterministically, on random pairs of snapshots with every kind of
+// difference.
+func TestPlanSortedWithoutSorting(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	random := func() *Snapshot {
+		s := NewSnapshot(proxier.IPv4)
+		s.Device = rng.IntN(2) == 0
+		for range rng.IntN(40) {
+			vs := vsOf(fmt.Sprintf("10.96.0.%d:%d/%s", rng.IntN(20), 80+rng.IntN(2), []string{"tcp", "udp"}[rng.IntN(2)]))
+			vs.Scheduler = []string{"rr", "wrr"}[rng.IntN(2)]
+			for range rng.IntN(6) {
+				vs.Reals = append(vs.Reals, RealServer{Addr: netip.MustParseAddrPort(fmt.Sprintf("10.244.0.%d:8080", rng.IntN(10))),
+					Weight: rng.IntN(2), ActiveConns: rng.IntN(2)})
+			}
+			vs.Reals = slices.CompactFunc(sortedRealsCopy(vs.Reals), func(a, b RealServer) bool { return a.Addr == b.Addr })
+			s.Servers[vs.VSKey] = vs
+			s.Addresses[vs.Addr] = struct{}{}
+		}
+		for _, spec := range Sets(proxier.IPv4)[:3] {
+			if rng.IntN(3) == 0 {
+				continue
+			}
+			set := &SetState{Spec: spec, Entries: map[SetEntry]struct{}{}}
+			for range rng.IntN(10) {
+				set.Entries[SetEntry{IP: netip.MustParseAddr(fmt.Sprintf("10.96.0.%d", rng.IntN(10)))}] = struct{}{}
+			}
+			s.Sets[spec.Name] = set
+		}
+		return s
+	}
+	for i := range 200 {
+		desired, observed := random(), random()
+		ops := Plan(desired, observed)
+		if !slices.IsSortedFunc(ops, compareOps) {
+			t.Fatalf("case %d: plan not in compareOps order:\n%s", i, strings.Join(opStrings(ops), "\n"))
+		}
+		if again := Plan(desired, observed); !slices.Equal(opStrings(again), opStrings(ops)) {
+			t.Fatalf("case %d: planning twice gave different plans", i)
+		}
+	}
+}
+
+func sortedRealsCopy(rs []RealServer) []RealServer {
+	rs = slices.Clone(rs)
+	sortReals(rs)
+	return rs
 }

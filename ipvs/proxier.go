@@ -217,7 +217,7 @@ func (p *Proxier) fullSync(ctx context.Context, state *proxier.State) error {
 	opts := p.plan
 	opts.HostAddresses = host
 	env := newPlanEnv(opts, &state.Node)
-	index := newDesiredIndex()
+	index := newDesiredIndex(state.Len())
 	for _, sp := range state.ServicePorts() {
 		index.set(sp.Name, env.contribute(sp), nil)
 	}
