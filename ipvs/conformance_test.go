@@ -301,6 +301,19 @@ func kernelConformance(t *testing.T, k Kernel) {
 		want(t, "delete virtual servers", del[2:], b.Batch(ctx, del[2:]), nil)
 		want(t, "delete virtual servers again", del[2:], b.Batch(ctx, del[2:]), map[int]syscall.Errno{0: syscall.ESRCH})
 
+		// A list longer than one answer buffer: the dump comes in several.
+		var many []Op
+		for i := range 2000 {
+			many = append(many, Op{Action: AddRealServer, Key: vs[0].VSKey,
+				Real: RealServer{Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 245, byte(i >> 8), byte(i)}), 8080), Weight: 1 + i%3}})
+		}
+		want(t, "add 2,000 real servers", many, b.Batch(ctx, many), nil)
+		rs, err = k.RealServers(ctx, vs[0].VSKey)
+		must(t, "list 2,000 real servers", err)
+		if len(rs) != 2001 || rs[2000].Addr != netip.MustParseAddrPort("10.245.7.207:8080") || rs[2000].Weight != 1+1999%3 {
+			t.Errorf("listed %d real servers, last %v; want 2,001, the last 10.245.7.207:8080 at weight %d", len(rs), rs[len(rs)-1], 1+1999%3)
+		}
+
 		_, err = k.EnsureDevice(ctx)
 		must(t, "ensure device", err)
 		t.Cleanup(func() { _ = k.DeleteDevice(ctx) })

@@ -48,6 +48,7 @@ type Netlink struct {
 	closed bool
 
 	ipvsFamily uint16 // IPVS's generic netlink family
+	dumpBuf    nlBuf  // the request buffer of dumpRealServers, reused
 }
 
 // NetlinkOptions configures NewNetlink.
@@ -243,22 +244,13 @@ func (n *Netlink) RealServers(_ context.Context, vs VSKey) ([]RealServer, error)
 		return nil, err
 	}
 	defer n.mu.Unlock()
-	dsts, err := n.ipvs.GetDestinations(toService(&VirtualServer{VSKey: vs}))
+	if n.genl == nil {
+		return nil, &KernelError{Op: OpListDestinations, Object: vs.String(), Errno: syscall.EPROTONOSUPPORT,
+			Err: errors.New("opened without IPVS")}
+	}
+	out, err := n.dumpRealServers(vs, nil)
 	if err != nil {
 		return nil, wrap(OpListDestinations, vs.String(), err)
-	}
-	out := make([]RealServer, 0, len(dsts))
-	for _, d := range dsts {
-		addr, ok := toAddr(d.Address, vs.Family())
-		if !ok {
-			continue
-		}
-		out = append(out, RealServer{
-			Addr:          netip.AddrPortFrom(addr, d.Port),
-			Weight:        d.Weight,
-			ActiveConns:   d.ActiveConnections,
-			InactiveConns: d.InactiveConnections,
-		})
 	}
 	sortReals(out)
 	return out, nil
@@ -316,31 +308,6 @@ func (n *Netlink) SetTimeouts(_ context.Context, t Timeouts) error {
 	}
 	defer n.mu.Unlock()
 	return wrap(OpSetTimeouts, "", n.ipvs.SetConfig(&libipvs.Config{TimeoutTCP: t.TCP, TimeoutTCPFin: t.TCPFin, TimeoutUDP: t.UDP}))
-}
-
-// toService converts a virtual server to moby/ipvs's type.
-func toService(vs *VirtualServer) *libipvs.Service {
-	s := &libipvs.Service{
-		Address:   vs.Addr.AsSlice(),
-		Protocol:  uint16(protoNum(vs.Protocol)),
-		Port:      vs.Port,
-		SchedName: vs.Scheduler,
-		Flags:     uint32(vs.Flags),
-		Timeout:   vs.Timeout,
-		Netmask:   vs.Netmask,
-	}
-	if vs.Addr.Is4() {
-		s.AddressFamily = unix.AF_INET
-	} else {
-		s.AddressFamily = unix.AF_INET6
-	}
-	if s.SchedName == "" {
-		s.SchedName = DefaultScheduler
-	}
-	if s.Netmask == 0 {
-		s.Netmask = netmaskFor(vs.Family())
-	}
-	return s
 }
 
 func addrFamily(af uint16) proxier.IPFamily {

@@ -307,3 +307,69 @@ func (b *nlBuf) nest(typ uint16) int {
 func (b *nlBuf) endNest(off int) {
 	binary.NativeEndian.PutUint16(b.buf[off:], uint16(len(b.buf)-off))
 }
+
+// dump sends the one dump request in b and calls fn with every message of the answer
+// until NLMSG_DONE. An NLMSG_ERROR answer ends it with that error.
+func (c *nlConn) dump(b *nlBuf, fn func(msg []byte) error) error {
+	if b.n != 1 {
+		return fmt.Errorf("netlink: a dump takes exactly one request, got %d", b.n)
+	}
+	var sendErr error
+	if err := c.rc.Write(func(fd uintptr) bool {
+		sendErr = unix.Sendto(int(fd), b.buf, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
+		return sendErr != unix.EAGAIN
+	}); err != nil {
+		return err
+	}
+	if sendErr != nil {
+		return fmt.Errorf("netlink sendmsg: %w", sendErr)
+	}
+	if err := c.file.SetReadDeadline(time.Now().Add(nlConnTimeout)); err != nil {
+		return err
+	}
+	var fnErr error
+	for {
+		var nr int
+		var recvErr error
+		if err := c.rc.Read(func(fd uintptr) bool {
+			nr, _, recvErr = unix.Recvfrom(int(fd), c.recv, 0)
+			return recvErr != unix.EAGAIN
+		}); err != nil {
+			return fmt.Errorf("netlink: waiting for a dump: %w", err)
+		}
+		if recvErr != nil {
+			return fmt.Errorf("netlink recvmsg: %w", recvErr)
+		}
+		buf := c.recv[:nr]
+		for len(buf) >= unix.NLMSG_HDRLEN {
+			l := int(binary.NativeEndian.Uint32(buf))
+			if l < unix.NLMSG_HDRLEN || l > len(buf) {
+				return fmt.Errorf("netlink: malformed answer (length %d of %d bytes)", l, len(buf))
+			}
+			typ := binary.NativeEndian.Uint16(buf[4:])
+			seq := binary.NativeEndian.Uint32(buf[8:])
+			msg := buf[:l]
+			buf = buf[min(nlAlign(l), len(buf)):]
+			if seq != b.first {
+				continue // left over from an exchange that timed out
+			}
+			switch typ {
+			case unix.NLMSG_DONE:
+				return fnErr
+			case unix.NLMSG_ERROR:
+				if l >= unix.NLMSG_HDRLEN+4 {
+					if e := int32(binary.NativeEndian.Uint32(msg[unix.NLMSG_HDRLEN:])); e != 0 {
+						return &nlMsgErr{Errno: syscall.Errno(-e), Msg: extAckMsg(msg, binary.NativeEndian.Uint16(msg[6:]))}
+					}
+				}
+				return fnErr
+			default:
+				// Keep reading to the end even after fn failed: the rest of the dump
+				// must not be left queued for the next request.
+				if fnErr == nil {
+					fnErr = fn(msg)
+				}
+			}
+		}
+	}
+}
