@@ -9,15 +9,18 @@
 //     servers, addresses on kube-ipvs0, ipset members, the iptables glue). It is pure.
 //   - Plan diffs two Snapshots into ordered operations (see Action for the ordering
 //     rules). It is pure, and minimal: an unchanged state plans nothing.
-//   - Kernel is the seam to the machine, one netlink round trip per operation;
-//     Netlink implements it over netlink only, no binaries executed (github.com/moby/ipvs
-//     for IPVS, vishvananda/netlink for the device, addresses and sets, and a small
-//     encoder of its own for set members, which vishvananda/netlink gets wrong for
-//     bitmap:port); Fake behaves like it in memory, errnos included, and one
-//     conformance suite runs against both.
-//   - Apply runs a plan in order and stops at the first failure. IPVS has no
-//     transactions; the ordering keeps every service reachable at every step, and the
-//     next full sync converges from wherever a failure left things.
+//   - Kernel is the seam to the machine, one operation per call; the optional Batcher
+//     takes a run of operations of one kind at once. Netlink implements both over
+//     netlink only, no binaries executed: github.com/moby/ipvs lists virtual servers
+//     and sets timeouts, vishvananda/netlink handles the device, address listing and
+//     set creation, and a small encoder of its own sends virtual and real servers,
+//     addresses and set members, hundreds per system call (vishvananda/netlink also
+//     gets set members wrong for bitmap:port). Fake behaves like it in memory, errnos
+//     included, and one conformance suite runs against both.
+//   - Apply runs a plan in order, in batches of one action, and stops after the first
+//     failed batch. IPVS has no transactions; the ordering keeps every service
+//     reachable at every step, and the next full sync converges from wherever a
+//     failure left things.
 //   - Proxier ties them together: full syncs read the kernel back and repair it,
 //     partial syncs touch only the changed services, removed TCP endpoints drain
 //     gracefully, stale UDP/SCTP conntrack entries are cleared.
