@@ -52,8 +52,10 @@ const (
 	ipvsFwdMasq = 0 // IP_VS_CONN_F_MASQ: NAT, the only forwarding kproxy uses
 )
 
-// maxBatchBytes bounds one sendmsg; the socket's send buffer is raised above it.
-const maxBatchBytes = 256 << 10
+// maxBatchBytes bounds one sendmsg: the kernel refuses a send bigger than the socket's
+// send buffer, whose default (without the CAP_NET_ADMIN to raise it) is about 200 KiB.
+// A MaxBatch of the biggest operations (IPv6 real servers, ~150 bytes) fits in one.
+const maxBatchBytes = 64 << 10
 
 // Batch implements Batcher: every operation of ops becomes one netlink message, and
 // the messages go to the kernel in as few sendmsg calls as fit maxBatchBytes.
