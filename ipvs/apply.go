@@ -20,15 +20,35 @@ import (
 // MaxBatch at a time. The kernel carries on past a failed operation within a batch,
 // so the operations after the failed one in its batch may be applied too; they are of
 // the same action, so the ordering guarantees above still hold (an addition after a
-// failed addition, a removal after a failed removal).
+// failed addition, a removal after a failed removal). Addresses are then bound on a
+// second goroutine while real servers are still being added, each as soon as every
+// virtual server on it is complete (see binder); a failure stops both after their
+// current batch.
 //
 // Outcomes that already match the goal are not failures: deleting something already
 // gone, binding an address or adding a set member already present.
 func Apply(ctx context.Context, k Kernel, glue iptables.Kernel, ops []Op, log logr.Logger) error {
 	batcher, _ := k.(Batcher)
+	var bd *binder
+	defer func() {
+		if bd != nil {
+			bd.halt()
+		}
+	}()
 	for i := 0; i < len(ops); {
 		if err := ctx.Err(); err != nil {
 			return stopped(log, i, i+1, ops, err)
+		}
+		if batcher != nil && bd == nil && ops[i].Action == AddRealServer {
+			bd = startBinder(ctx, batcher, ops, i, log)
+		}
+		if bd != nil && ops[i].Action == BindAddress {
+			failed, sent, err := bd.finish()
+			if err != nil {
+				return stopped(log, failed, sent, ops, err)
+			}
+			i = bd.end
+			continue
 		}
 		n := 1
 		if batcher != nil && Batchable(ops[i].Action) {
@@ -54,6 +74,9 @@ func Apply(ctx context.Context, k Kernel, glue iptables.Kernel, ops []Op, log lo
 			}
 		}
 		i += n
+		if bd != nil {
+			bd.advance(i)
+		}
 	}
 	return nil
 }

@@ -95,8 +95,9 @@ func kernelErr(op, object string, errno syscall.Errno) error {
 // ApplyError reports a plan that stopped part-way. IPVS has no transactions: the first
 // Applied operations are in the kernel, Op failed, the operations after it up to
 // Attempted were sent in the same batch (and may be in the kernel too), and the rest
-// were not attempted. A full sync reads the kernel back and converges from wherever
-// this left it.
+// were not attempted, except addresses that were bound concurrently because every
+// virtual server on them was complete (see Apply). A full sync reads the kernel back
+// and converges from wherever this left it.
 type ApplyError struct {
 	// Applied is how many operations succeeded before the failure; Attempted is how
 	// many were sent to the kernel, the failed one included; Total is the length of

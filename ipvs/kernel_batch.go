@@ -58,20 +58,18 @@ const (
 const maxBatchBytes = 64 << 10
 
 // Batch implements Batcher: every operation of ops becomes one netlink message, and
-// the messages go to the kernel in as few sendmsg calls as fit maxBatchBytes.
+// the messages go to the kernel in as few sendmsg calls as fit maxBatchBytes. Batches
+// on different sockets (IPVS, addresses, set members) run concurrently; Apply binds
+// addresses while it still adds real servers.
 func (n *Netlink) Batch(_ context.Context, ops []Op) []error {
 	if len(ops) == 0 {
 		return nil
 	}
-	action := ops[0].Action
-	if err := n.lock(opName(action), ""); err != nil {
-		return sameError(len(ops), err)
-	}
-	defer n.mu.Unlock()
 	return n.batch(ops)
 }
 
-// batch is Batch with n.mu held.
+// batch sends ops on the socket of their action, holding only that socket's lock
+// (and n.mu for the device lookup of addresses).
 func (n *Netlink) batch(ops []Op) []error {
 	action := ops[0].Action
 	var conn *nlConn
@@ -85,7 +83,11 @@ func (n *Netlink) batch(ops []Op) []error {
 		}
 		conn, encode = n.genl, n.encodeIPVS
 	case BindAddress, UnbindAddress:
+		if err := n.lock(opName(action), DeviceName); err != nil {
+			return sameError(len(ops), err)
+		}
 		link, err := n.nl.LinkByName(DeviceName)
+		n.mu.Unlock()
 		if err != nil {
 			return sameError(len(ops), wrap(opName(action), DeviceName, err))
 		}
@@ -98,6 +100,10 @@ func (n *Netlink) batch(ops []Op) []error {
 		return sameError(len(ops), &KernelError{Op: action.String(), Errno: syscall.EINVAL,
 			Err: errors.New("not a batchable action")})
 	}
+	if err := conn.lock(opName(action)); err != nil {
+		return sameError(len(ops), err)
+	}
+	defer conn.mu.Unlock()
 
 	var errs []error
 	setErr := func(i int, err error) {
@@ -106,13 +112,13 @@ func (n *Netlink) batch(ops []Op) []error {
 		}
 		errs[i] = wrap(opName(action), opObject(ops[i]), err)
 	}
-	var b nlBuf
+	b := &conn.req
 	for start := 0; start < len(ops); {
 		b.reset(conn)
 		var sent []int // op index of each message
 		i := start
 		for ; i < len(ops) && len(b.buf) < maxBatchBytes; i++ {
-			if err := encode(&b, ops[i]); err != nil {
+			if err := encode(b, ops[i]); err != nil {
 				setErr(i, err)
 				continue
 			}
@@ -123,7 +129,7 @@ func (n *Netlink) batch(ops []Op) []error {
 			continue
 		}
 		b.ackLast()
-		answers, err := conn.exchange(&b)
+		answers, err := conn.exchange(b)
 		for m, aerr := range answers {
 			if aerr != nil {
 				setErr(sent[m], aerr)

@@ -23,12 +23,14 @@ const (
 // all 10,000 virtual servers' lists, and that decoding was two thirds of it. This
 // reads only what RealServer holds, into reused buffers. A missing virtual server
 // has no real servers, like the kernel's dump says.
+//
+// The caller holds n.genl's lock.
 func (n *Netlink) dumpRealServers(vs VSKey, out []RealServer) ([]RealServer, error) {
 	proto := protoNum(vs.Protocol)
 	if proto == 0 || !vs.Addr.IsValid() {
 		return out, syscall.EINVAL
 	}
-	b := &n.dumpBuf
+	b := &n.genl.req
 	b.reset(n.genl)
 	b.startMsg(n.ipvsFamily, unix.NLM_F_DUMP)
 	b.bytes(ipvsCmdGetDest, ipvsGenlVersion, 0, 0)

@@ -34,8 +34,9 @@ var _ Kernel = &Netlink{}
 // per system call (Batch), or one at a time through the single-operation methods.
 // Sysctls are written from a thread switched into the namespace.
 //
-// Calls are serialised: moby/ipvs handles are not safe for concurrent use, and the
-// proxier issues them one at a time anyway.
+// Calls through the libraries' handles are serialised by mu (moby/ipvs handles are not
+// safe for concurrent use); the batch sockets each have their own lock, taken after
+// mu when both are needed, so that batches on different sockets run concurrently.
 type Netlink struct {
 	mu     sync.Mutex
 	ipvs   *libipvs.Handle
@@ -48,7 +49,6 @@ type Netlink struct {
 	closed bool
 
 	ipvsFamily uint16 // IPVS's generic netlink family
-	dumpBuf    nlBuf  // the request buffer of dumpRealServers, reused
 }
 
 // NetlinkOptions configures NewNetlink.
@@ -240,14 +240,14 @@ func (n *Netlink) VirtualServers(_ context.Context, family proxier.IPFamily) ([]
 
 // RealServers implements Kernel.
 func (n *Netlink) RealServers(_ context.Context, vs VSKey) ([]RealServer, error) {
-	if err := n.lock(OpListDestinations, vs.String()); err != nil {
-		return nil, err
-	}
-	defer n.mu.Unlock()
 	if n.genl == nil {
 		return nil, &KernelError{Op: OpListDestinations, Object: vs.String(), Errno: syscall.EPROTONOSUPPORT,
 			Err: errors.New("opened without IPVS")}
 	}
+	if err := n.genl.lock(OpListDestinations); err != nil {
+		return nil, err
+	}
+	defer n.genl.mu.Unlock()
 	out, err := n.dumpRealServers(vs, nil)
 	if err != nil {
 		return nil, wrap(OpListDestinations, vs.String(), err)
@@ -291,10 +291,6 @@ func (n *Netlink) DeleteRealServer(_ context.Context, vs VSKey, rs netip.AddrPor
 // one performs a single batchable operation: a batch of one, so that single calls and
 // batches share their encoding.
 func (n *Netlink) one(op Op) error {
-	if err := n.lock(opName(op.Action), opObject(op)); err != nil {
-		return err
-	}
-	defer n.mu.Unlock()
 	if errs := n.batch([]Op{op}); errs != nil {
 		return errs[0]
 	}

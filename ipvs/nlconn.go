@@ -2,8 +2,10 @@ package ipvs
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 
@@ -23,12 +25,15 @@ import (
 // Only requests without a reply other than the ack may be batched: a dump keeps
 // running until it is read, and the kernel refuses a second one meanwhile.
 //
-// Not safe for concurrent use; Netlink serialises its calls.
+// Callers hold mu around a request and its answers (lock).
 type nlConn struct {
-	file *os.File
-	rc   syscall.RawConn
-	seq  uint32
-	recv []byte
+	mu     sync.Mutex
+	closed bool
+	file   *os.File
+	rc     syscall.RawConn
+	seq    uint32
+	req    nlBuf // the request being built, reused
+	recv   []byte
 }
 
 // nlConnTimeout bounds the wait for a batch's answers. The kernel answers before
@@ -72,7 +77,27 @@ func openNLConn(ns netns.NsHandle, proto int) (*nlConn, error) {
 	return c, nil
 }
 
-func (c *nlConn) close() error { return c.file.Close() }
+// lock takes the socket for one exchange and refuses it after close, with a
+// *KernelError for op.
+func (c *nlConn) lock(op string) error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return &KernelError{Op: op, Errno: syscall.EBADF, Err: errors.New("handle closed")}
+	}
+	return nil
+}
+
+// close waits for an exchange in progress and closes the socket.
+func (c *nlConn) close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil
+	}
+	c.closed = true
+	return c.file.Close()
+}
 
 // nlMsgErr is the kernel's answer to one failed message of a batch.
 type nlMsgErr struct {

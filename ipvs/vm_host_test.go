@@ -20,6 +20,9 @@ func TestVM(t *testing.T) {
 		Run:      "^TestVM.",
 		Timeout:  15 * time.Minute,
 		MemoryMB: 2048,
-		Args:     []string{"-test.v"},
+		// Two vCPUs, as every real node has at least: Apply binds addresses on one
+		// while it adds real servers on the other (TestVMColdProgramming).
+		CPUs: 2,
+		Args: []string{"-test.v"},
 	})
 }
