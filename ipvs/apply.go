@@ -30,6 +30,7 @@ import (
 func Apply(ctx context.Context, k Kernel, glue iptables.Kernel, ops []Op, log logr.Logger) error {
 	batcher, _ := k.(Batcher)
 	var bd *binder
+	binderTried := false
 	defer func() {
 		if bd != nil {
 			bd.halt()
@@ -39,8 +40,8 @@ func Apply(ctx context.Context, k Kernel, glue iptables.Kernel, ops []Op, log lo
 		if err := ctx.Err(); err != nil {
 			return stopped(log, i, i+1, ops, err)
 		}
-		if batcher != nil && bd == nil && ops[i].Action == AddRealServer {
-			bd = startBinder(ctx, batcher, ops, i, log)
+		if batcher != nil && !binderTried && ops[i].Action == AddRealServer {
+			bd, binderTried = startBinder(ctx, batcher, ops, i, log), true
 		}
 		if bd != nil && ops[i].Action == BindAddress {
 			failed, sent, err := bd.finish()

@@ -129,13 +129,11 @@ func (n *Netlink) batch(ops []Op) []error {
 			continue
 		}
 		b.ackLast()
-		answers, err := conn.exchange(b)
-		for m, aerr := range answers {
-			if aerr != nil {
-				setErr(sent[m], aerr)
+		for m, err := range conn.exchange(b) {
+			if err != nil {
+				setErr(sent[m], err)
 			}
 		}
-		_ = err // every unanswered message carries it
 	}
 	return errs
 }

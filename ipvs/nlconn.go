@@ -116,59 +116,72 @@ func (e *nlMsgErr) Unwrap() error { return e.Errno }
 
 // exchange sends the n messages of b (built with the sequence numbers b.first to
 // b.first+n-1, the last one asking for an ack) in one sendmsg and collects their
-// errors: errs[i] is the error of the i-th message, nil for success. err is set when
-// the exchange itself failed; then the messages without an answer carry it too.
-func (c *nlConn) exchange(b *nlBuf) (errs []error, err error) {
+// errors: errs[i] is the error of the i-th message, nil for success. When the
+// exchange itself fails, every message without an answer gets that error.
+func (c *nlConn) exchange(b *nlBuf) []error {
 	if b.n == 0 {
-		return nil, nil
+		return nil
 	}
-	errs = make([]error, b.n)
+	errs := make([]error, b.n)
 	last := b.first + uint32(b.n) - 1
 	answered := 0
-	fail := func(err error) ([]error, error) {
+	fail := func(err error) []error {
 		for i := range errs {
 			if errs[i] == nil && i >= answered {
 				errs[i] = err
 			}
 		}
-		return errs, err
+		return errs
 	}
-	var sendErr error
-	werr := c.rc.Write(func(fd uintptr) bool {
-		sendErr = unix.Sendto(int(fd), b.buf, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
-		return sendErr != unix.EAGAIN
-	})
-	if werr != nil {
-		return fail(werr)
-	}
-	if sendErr != nil {
-		return fail(fmt.Errorf("netlink sendmsg: %w", sendErr))
-	}
-	if err := c.file.SetReadDeadline(time.Now().Add(nlConnTimeout)); err != nil {
+	if err := c.send(b); err != nil {
 		return fail(err)
 	}
 	for {
-		var nr int
-		var recvErr error
-		rerr := c.rc.Read(func(fd uintptr) bool {
-			nr, _, recvErr = unix.Recvfrom(int(fd), c.recv, 0)
-			return recvErr != unix.EAGAIN
-		})
-		if rerr != nil {
-			return fail(fmt.Errorf("netlink: waiting for the answers of %d messages: %w", b.n, rerr))
-		}
-		if recvErr != nil {
+		buf, err := c.receive()
+		if err != nil {
 			// ENOBUFS: answers were dropped; which ones is unknown.
-			return fail(fmt.Errorf("netlink recvmsg: %w", recvErr))
+			return fail(fmt.Errorf("netlink: waiting for the answers of %d messages: %w", b.n, err))
 		}
-		done, err := parseAnswers(c.recv[:nr], b.first, last, errs, &answered)
+		done, err := parseAnswers(buf, b.first, last, errs, &answered)
 		if err != nil {
 			return fail(err)
 		}
 		if done {
-			return errs, nil
+			return errs
 		}
 	}
+}
+
+// send writes the messages of b in one sendmsg and arms the deadline for their
+// answers.
+func (c *nlConn) send(b *nlBuf) error {
+	var sendErr error
+	if err := c.rc.Write(func(fd uintptr) bool {
+		sendErr = unix.Sendto(int(fd), b.buf, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
+		return sendErr != unix.EAGAIN
+	}); err != nil {
+		return err
+	}
+	if sendErr != nil {
+		return fmt.Errorf("netlink sendmsg: %w", sendErr)
+	}
+	return c.file.SetReadDeadline(time.Now().Add(nlConnTimeout))
+}
+
+// receive reads one datagram of answers into c.recv.
+func (c *nlConn) receive() ([]byte, error) {
+	var nr int
+	var recvErr error
+	if err := c.rc.Read(func(fd uintptr) bool {
+		nr, _, recvErr = unix.Recvfrom(int(fd), c.recv, 0)
+		return recvErr != unix.EAGAIN
+	}); err != nil {
+		return nil, err
+	}
+	if recvErr != nil {
+		return nil, fmt.Errorf("netlink recvmsg: %w", recvErr)
+	}
+	return c.recv[:nr], nil
 }
 
 // parseAnswers records the error answers in buf for the sequence numbers first..last
@@ -179,16 +192,13 @@ func (c *nlConn) exchange(b *nlBuf) (errs []error, err error) {
 func parseAnswers(buf []byte, first, last uint32, errs []error, answered *int) (bool, error) {
 	done := false
 	for len(buf) >= unix.NLMSG_HDRLEN {
-		l := int(binary.NativeEndian.Uint32(buf))
-		if l < unix.NLMSG_HDRLEN || l > len(buf) {
-			return false, fmt.Errorf("netlink: malformed answer (length %d of %d bytes)", l, len(buf))
+		msg, rest, err := splitMsg(buf)
+		if err != nil {
+			return false, err
 		}
-		typ := binary.NativeEndian.Uint16(buf[4:])
-		flags := binary.NativeEndian.Uint16(buf[6:])
-		seq := binary.NativeEndian.Uint32(buf[8:])
-		msg := buf[:l]
-		buf = buf[min(nlAlign(l), len(buf)):]
-		if typ != unix.NLMSG_ERROR || seq < first || seq > last || l < unix.NLMSG_HDRLEN+4 {
+		buf = rest
+		typ, flags, seq := msgHeader(msg)
+		if typ != unix.NLMSG_ERROR || seq < first || seq > last || len(msg) < unix.NLMSG_HDRLEN+4 {
 			continue
 		}
 		i := int(seq - first)
@@ -201,6 +211,20 @@ func parseAnswers(buf []byte, first, last uint32, errs []error, answered *int) (
 		}
 	}
 	return done, nil
+}
+
+// splitMsg returns the first netlink message of buf and what follows it.
+func splitMsg(buf []byte) (msg, rest []byte, err error) {
+	l := int(binary.NativeEndian.Uint32(buf))
+	if l < unix.NLMSG_HDRLEN || l > len(buf) {
+		return nil, nil, fmt.Errorf("netlink: malformed answer (length %d of %d bytes)", l, len(buf))
+	}
+	return buf[:l], buf[min(nlAlign(l), len(buf)):], nil
+}
+
+// msgHeader returns a message's type, flags and sequence number.
+func msgHeader(msg []byte) (typ, flags uint16, seq uint32) {
+	return binary.NativeEndian.Uint16(msg[4:]), binary.NativeEndian.Uint16(msg[6:]), binary.NativeEndian.Uint32(msg[8:])
 }
 
 // extAckMsg returns the NLMSGERR_ATTR_MSG of an error answer sent with capped acks,
@@ -339,42 +363,22 @@ func (c *nlConn) dump(b *nlBuf, fn func(msg []byte) error) error {
 	if b.n != 1 {
 		return fmt.Errorf("netlink: a dump takes exactly one request, got %d", b.n)
 	}
-	var sendErr error
-	if err := c.rc.Write(func(fd uintptr) bool {
-		sendErr = unix.Sendto(int(fd), b.buf, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
-		return sendErr != unix.EAGAIN
-	}); err != nil {
-		return err
-	}
-	if sendErr != nil {
-		return fmt.Errorf("netlink sendmsg: %w", sendErr)
-	}
-	if err := c.file.SetReadDeadline(time.Now().Add(nlConnTimeout)); err != nil {
+	if err := c.send(b); err != nil {
 		return err
 	}
 	var fnErr error
 	for {
-		var nr int
-		var recvErr error
-		if err := c.rc.Read(func(fd uintptr) bool {
-			nr, _, recvErr = unix.Recvfrom(int(fd), c.recv, 0)
-			return recvErr != unix.EAGAIN
-		}); err != nil {
+		buf, err := c.receive()
+		if err != nil {
 			return fmt.Errorf("netlink: waiting for a dump: %w", err)
 		}
-		if recvErr != nil {
-			return fmt.Errorf("netlink recvmsg: %w", recvErr)
-		}
-		buf := c.recv[:nr]
 		for len(buf) >= unix.NLMSG_HDRLEN {
-			l := int(binary.NativeEndian.Uint32(buf))
-			if l < unix.NLMSG_HDRLEN || l > len(buf) {
-				return fmt.Errorf("netlink: malformed answer (length %d of %d bytes)", l, len(buf))
+			msg, rest, err := splitMsg(buf)
+			if err != nil {
+				return err
 			}
-			typ := binary.NativeEndian.Uint16(buf[4:])
-			seq := binary.NativeEndian.Uint32(buf[8:])
-			msg := buf[:l]
-			buf = buf[min(nlAlign(l), len(buf)):]
+			buf = rest
+			typ, flags, seq := msgHeader(msg)
 			if seq != b.first {
 				continue // left over from an exchange that timed out
 			}
@@ -382,9 +386,9 @@ func (c *nlConn) dump(b *nlBuf, fn func(msg []byte) error) error {
 			case unix.NLMSG_DONE:
 				return fnErr
 			case unix.NLMSG_ERROR:
-				if l >= unix.NLMSG_HDRLEN+4 {
+				if len(msg) >= unix.NLMSG_HDRLEN+4 {
 					if e := int32(binary.NativeEndian.Uint32(msg[unix.NLMSG_HDRLEN:])); e != 0 {
-						return &nlMsgErr{Errno: syscall.Errno(-e), Msg: extAckMsg(msg, binary.NativeEndian.Uint16(msg[6:]))}
+						return &nlMsgErr{Errno: syscall.Errno(-e), Msg: extAckMsg(msg, flags)}
 					}
 				}
 				return fnErr
