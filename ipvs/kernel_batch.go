@@ -190,21 +190,14 @@ func (n *Netlink) encodeIPVS(b *nlBuf, op Op) error {
 		// The kernel would take the first bytes of an IPv6 address for an IPv4 one.
 		return syscall.EINVAL
 	}
-	proto := protoNum(key.Protocol)
-	if proto == 0 || !key.Addr.IsValid() {
-		return syscall.EINVAL
-	}
 	flags := uint16(0)
 	if cmd == ipvsCmdNewService || cmd == ipvsCmdNewDest {
 		flags = unix.NLM_F_CREATE | unix.NLM_F_EXCL
 	}
-	b.startMsg(n.ipvsFamily, flags)
-	b.bytes(cmd, ipvsGenlVersion, 0, 0)
-	svc := b.nest(ipvsCmdAttrService)
-	b.u16(ipvsSvcAttrAF, afOf(key.Addr))
-	b.u16(ipvsSvcAttrProtocol, uint16(proto))
-	b.attr(ipvsSvcAttrAddr, key.Addr.AsSlice())
-	b.be16(ipvsSvcAttrPort, key.Port)
+	svc, err := n.startIPVSMsg(b, cmd, flags, key)
+	if err != nil {
+		return err
+	}
 	if full && !isDest {
 		vs := op.Server
 		sched := vs.Scheduler
@@ -240,6 +233,23 @@ func (n *Netlink) encodeIPVS(b *nlBuf, op Op) error {
 	}
 	b.endMsg()
 	return nil
+}
+
+// startIPVSMsg opens an IPVS request for cmd and, in it, the service attribute with
+// the virtual server's key; it returns the attribute's offset for endNest.
+func (n *Netlink) startIPVSMsg(b *nlBuf, cmd uint8, flags uint16, key VSKey) (int, error) {
+	proto := protoNum(key.Protocol)
+	if proto == 0 || !key.Addr.IsValid() {
+		return 0, syscall.EINVAL
+	}
+	b.startMsg(n.ipvsFamily, flags)
+	b.bytes(cmd, ipvsGenlVersion, 0, 0)
+	svc := b.nest(ipvsCmdAttrService)
+	b.u16(ipvsSvcAttrAF, afOf(key.Addr))
+	b.u16(ipvsSvcAttrProtocol, uint16(proto))
+	b.attr(ipvsSvcAttrAddr, key.Addr.AsSlice())
+	b.be16(ipvsSvcAttrPort, key.Port)
+	return svc, nil
 }
 
 // encodeAddress appends the rtnetlink request binding or unbinding a host address

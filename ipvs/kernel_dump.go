@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -26,22 +25,15 @@ const (
 //
 // The caller holds n.genl's lock.
 func (n *Netlink) dumpRealServers(vs VSKey, out []RealServer) ([]RealServer, error) {
-	proto := protoNum(vs.Protocol)
-	if proto == 0 || !vs.Addr.IsValid() {
-		return out, syscall.EINVAL
-	}
 	b := &n.genl.req
 	b.reset(n.genl)
-	b.startMsg(n.ipvsFamily, unix.NLM_F_DUMP)
-	b.bytes(ipvsCmdGetDest, ipvsGenlVersion, 0, 0)
-	svc := b.nest(ipvsCmdAttrService)
-	b.u16(ipvsSvcAttrAF, afOf(vs.Addr))
-	b.u16(ipvsSvcAttrProtocol, uint16(proto))
-	b.attr(ipvsSvcAttrAddr, vs.Addr.AsSlice())
-	b.be16(ipvsSvcAttrPort, vs.Port)
+	svc, err := n.startIPVSMsg(b, ipvsCmdGetDest, unix.NLM_F_DUMP, vs)
+	if err != nil {
+		return out, err
+	}
 	b.endNest(svc)
 	b.endMsg()
-	err := n.genl.dump(b, func(msg []byte) error {
+	err = n.genl.dump(b, func(msg []byte) error {
 		if len(msg) < unix.NLMSG_HDRLEN+4 {
 			return fmt.Errorf("netlink: short destination message (%d bytes)", len(msg))
 		}
