@@ -18,7 +18,8 @@
 //     gets set members wrong for bitmap:port). Fake behaves like it in memory, errnos
 //     included, and one conformance suite runs against both.
 //   - Apply runs a plan in order, in batches of one action, and stops after the first
-//     failed batch. IPVS has no transactions; the ordering keeps every service
+//     failed batch; addresses are bound on a second goroutine as soon as their virtual
+//     servers are complete. IPVS has no transactions; the ordering keeps every service
 //     reachable at every step, and the next full sync converges from wherever a
 //     failure left things.
 //   - Proxier ties them together: full syncs read the kernel back and repair it,
